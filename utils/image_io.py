@@ -1,0 +1,74 @@
+"""Reading and writing images: every image enters the project as 8-bit RGB, HWC, uint8.
+
+OpenCV decodes (BGR, EXIF orientation applied); here the odd formats are normalised once:
+grayscale is replicated to three channels, 16-bit is scaled to 8-bit with rounding, an alpha channel
+is composited over white (faces on transparent backgrounds), and BGR becomes RGB.
+"""
+import os
+
+import cv2
+import numpy as np
+
+from utils.errors import UserError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def is_image_file(path):
+    return str(path).lower().endswith(IMAGE_EXTENSIONS)
+
+
+def list_images(folder):
+    """All image files under `folder` (recursive), sorted by their path relative to it."""
+    if not os.path.isdir(folder):
+        raise UserError(f"image folder not found: {folder}")
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        dirs.sort()
+        found.extend(os.path.join(root, name) for name in files if is_image_file(name))
+    found.sort(key=lambda p: os.path.relpath(p, folder))
+    return found
+
+
+def to_rgb8(image):
+    """Any decoded OpenCV image (gray, BGR, BGRA; uint8 or uint16 or float) -> RGB uint8 HWC."""
+    if image.dtype == np.uint16:
+        image = np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(np.round(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    channels = image.shape[2]
+    if channels == 1:
+        return np.repeat(image, 3, axis=2)
+    if channels == 4:  # composite over white
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        bgr = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        image = np.clip(np.round(bgr), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image[:, :, 2::-1])
+
+
+def read_image(path):
+    """Read `path` as RGB uint8 HWC; a missing or undecodable file raises a UserError naming it."""
+    if not os.path.isfile(path):
+        raise UserError(f"image not found: {path}")
+    data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII paths
+    # JPEG (the only common format with EXIF orientation, and never 16-bit or alpha): IMREAD_COLOR
+    # applies the orientation. Others: IMREAD_UNCHANGED keeps 16-bit and alpha for to_rgb8.
+    is_jpeg = data[:3].tobytes() == b"\xff\xd8\xff"
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        raise UserError(f"not a readable image: {path}")
+    return to_rgb8(image)
+
+
+def write_image(path, rgb):
+    """Write an RGB uint8 HWC image; the folder is created; the format follows the extension."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    ext = os.path.splitext(path)[1] or ".png"
+    ok, encoded = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]))
+    if not ok:
+        raise UserError(f"could not encode an image for {path}")
+    encoded.tofile(path)
