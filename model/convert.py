@@ -233,12 +233,16 @@ def read_torch_file(path):
 # ----------------------------------------------------------------------------------------------
 # Paddle files (.pdparams, .pdopt, our checkpoints).
 
+# paddle.save's own bookkeeping entry (tensor name -> structured name) in every saved dict.
+_PADDLE_NAME_TABLE = "StructuredToParameterName@@"
+
+
 def _tensors_to_arrays(obj):
-    """paddle.save writes a tensor as (name, ndarray); give back plain arrays."""
+    """paddle.save writes a tensor as (name, ndarray) or a bare ndarray; give back plain arrays."""
     if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], np.ndarray):
         return obj[1]
     if isinstance(obj, dict):
-        return type(obj)((k, _tensors_to_arrays(v)) for k, v in obj.items())
+        return type(obj)((k, _tensors_to_arrays(v)) for k, v in obj.items() if k != _PADDLE_NAME_TABLE)
     if isinstance(obj, list):
         return [_tensors_to_arrays(v) for v in obj]
     return obj
@@ -405,9 +409,12 @@ def infer_generator_config(state):
     size = 2 ** (n_ecd + 1)  # ecd0 .. ecd{log_size-2}
     style_dim = state["generator.style.1.weight"].shape[0]
     n_mlp = len({k.split(".")[2] for k in state if k.startswith("generator.style.") and k.endswith(".weight")})
-    narrow = state["generator.input.input"].shape[1] / 512  # ch(4) = int(512·narrow)
+    ch4 = state["generator.input.input"].shape[1]
+    narrow = ch4 / 512  # ch(4) = int(512·narrow)
     channel_multiplier = _multiplier(state["ecd0.0.0.weight"].shape[0], size, narrow)
-    return dict(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier, narrow=narrow)
+    isconcat = state["generator.conv1.activate.bias"].shape[0] == 2 * ch4  # concatenation doubles it
+    return dict(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=channel_multiplier,
+                narrow=narrow, isconcat=isconcat)
 
 
 def infer_discriminator_config(state):

@@ -6,6 +6,7 @@ imports paddle (the config loader and this module never import it).
 """
 import os
 import sys
+import warnings
 
 
 def prepare_cpu(threads=0):
@@ -26,6 +27,8 @@ def prepare_cpu(threads=0):
     os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
     # Paddle prints a warning for OMP_NUM_THREADS > 1 that concerns data-parallel CPU training only.
     os.environ.setdefault("GLOG_minloglevel", "2")
+    # Importing paddle warns about a missing ccache (it concerns compiling C++ extensions, which we never do).
+    warnings.filterwarnings("ignore", message="No ccache found")
 
 
 def select_device(device):
