@@ -1,0 +1,119 @@
+"""Reading the MTCNN weights that the `mtcnn` package (MIT, version 1.0.0) ships in its wheel.
+
+The files `mtcnn/assets/weights/{pnet,rnet,onet}.lz4` are joblib dumps compressed with an LZ4 frame:
+decompressed, each is a pickle (protocol 4) of a list of `joblib.numpy_pickle.NumpyArrayWrapper`
+place-holders, each followed in the byte stream by the raw bytes of its array (an alignment byte
+count, that many padding bytes, then the C-ordered data). The list is the Keras `get_weights()` order.
+
+Loading runs no pickled code: the unpickler below resolves only three names (the wrapper, numpy's
+ndarray class as an inert marker, numpy's dtype restricted to plain numeric types) and reads the array
+bytes itself. The `mtcnn` package is located through its installed metadata, so its `__init__` (which
+imports TensorFlow) is never executed.
+"""
+import importlib.metadata
+import io
+import os
+import pickle
+
+import numpy as np
+
+from utils.errors import UserError
+
+NETWORKS = ("pnet", "rnet", "onet")
+_NUMERIC_KINDS = "fiub"  # float, signed, unsigned, bool: the only dtypes a weight array may have
+
+
+class _ArrayPlaceholder:
+    """Stands in for joblib's NumpyArrayWrapper: receives its attribute dict, nothing else."""
+
+
+def _numeric_dtype(spec, align=False, copy=True):
+    dtype = np.dtype(spec)
+    if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
+        raise pickle.UnpicklingError(f"weight array of non-numeric dtype {spec!r}")
+    return dtype
+
+
+class _WeightUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets BUILD be intercepted
+    _ALLOWED = {
+        ("joblib.numpy_pickle", "NumpyArrayWrapper"): _ArrayPlaceholder,
+        ("numpy", "ndarray"): np.ndarray,  # only stored as the wrapper's `subclass` attribute
+        ("numpy", "dtype"): _numeric_dtype,
+    }
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._stream = stream
+
+    def find_class(self, module, name):
+        try:
+            return self._ALLOWED[(module, name)]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weight file") from None
+
+    def _load_build(self):
+        pickle._Unpickler.load_build(self)
+        if isinstance(self.stack[-1], _ArrayPlaceholder):
+            self.stack[-1] = self._read_array(self.stack[-1].__dict__)
+
+    def _read_array(self, meta):
+        dtype, shape, order = meta["dtype"], tuple(int(n) for n in meta["shape"]), meta.get("order", "C")
+        if not isinstance(dtype, np.dtype) or meta.get("subclass", np.ndarray) is not np.ndarray:
+            raise pickle.UnpicklingError("unexpected array description in a weight file")
+        if meta.get("numpy_array_alignment_bytes") is not None:
+            padding = self._stream.read(1)[0]
+            self._stream.read(padding)
+        count = int(np.prod(shape, dtype=np.int64))
+        data = self._stream.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise pickle.UnpicklingError("weight file ends inside an array")
+        array = np.frombuffer(data, dtype=dtype, count=count)
+        array = array.reshape(shape[::-1]).T if order == "F" else array.reshape(shape)
+        return np.ascontiguousarray(array.astype(dtype.newbyteorder("=")))
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch[pickle.BUILD[0]] = _load_build
+
+
+def read_joblib_lz4_arrays(path):
+    """The list of numpy arrays stored in a joblib+LZ4 file, read without running pickled code."""
+    try:
+        import lz4.frame
+    except ImportError:
+        raise UserError("the MTCNN face detector needs the `mtcnn` package (it brings `lz4`): "
+                        "pip install mtcnn==1.0.0") from None
+    try:
+        with open(path, "rb") as handle:
+            raw = lz4.frame.decompress(handle.read())
+        arrays = _WeightUnpickler(io.BytesIO(raw)).load()
+    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError, IndexError) as err:
+        raise UserError(f"not an MTCNN weight file (joblib + lz4 arrays): {path} ({err})") from None
+    if not isinstance(arrays, list) or not all(isinstance(a, np.ndarray) for a in arrays):
+        raise UserError(f"not an MTCNN weight file (expected a list of arrays): {path}")
+    return arrays
+
+
+def default_weight_dir():
+    """The `assets/weights` folder of the installed `mtcnn` package (found without importing it)."""
+    try:
+        dist = importlib.metadata.distribution("mtcnn")
+    except importlib.metadata.PackageNotFoundError:
+        raise UserError("the default face detector (MTCNN) takes its weights from the `mtcnn` package: "
+                        "pip install mtcnn==1.0.0 (or use --detector yunet --detector_model FILE.onnx)") from None
+    folder = str(dist.locate_file(os.path.join("mtcnn", "assets", "weights")))
+    if not all(os.path.isfile(os.path.join(folder, f"{net}.lz4")) for net in NETWORKS):
+        raise UserError(f"the installed `mtcnn` package has no weights in {folder}; "
+                        "reinstall it: pip install --force-reinstall mtcnn==1.0.0")
+    return folder
+
+
+def load_mtcnn_weights(folder=None):
+    """{'pnet': [arrays], 'rnet': [...], 'onet': [...]} from `folder` (default: the mtcnn package)."""
+    folder = folder or default_weight_dir()
+    weights = {}
+    for net in NETWORKS:
+        path = os.path.join(folder, f"{net}.lz4")
+        if not os.path.isfile(path):
+            raise UserError(f"MTCNN weight file not found: {path}")
+        weights[net] = read_joblib_lz4_arrays(path)
+    return weights

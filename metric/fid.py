@@ -1,0 +1,278 @@
+"""Frechet Inception Distance as pytorch-fid computes it.
+
+Conventions:
+* Features are pool3 of pytorch-fid's Inception-v3 (`metric.inception`), one 2048-vector per image.
+  `InceptionFeatures.extract_features` accepts uint8 images (N, H, W, 3) RGB 0..255 (what
+  `utils.image_io.read_image` returns) or float images (N, 3, H, W) RGB in [0, 1]; uint8 becomes
+  float32 u8 / 255 exactly as pytorch-fid's ToTensor does. Any size; the network resizes to 299.
+  pytorch-fid reads PNG/JPEG files, so FID of generated images is computed on their 8-bit version.
+* Statistics: mu = mean over images, sigma = np.cov(features, rowvar=False) (unbiased, n - 1), all
+  float64. Saved as .npz with keys `mu` and `sigma`, the format of pytorch-fid's `--save-stats`, so
+  files of either tool load in the other.
+* FID = ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 sigma2)), in float64 with
+  `scipy.linalg.sqrtm`. If the square root of the product is not finite (a singular product; old SciPy
+  releases return inf/nan there), both covariances get 1e-6 added to their diagonal and the root is
+  taken again. A complex root is accepted when the imaginary parts of its diagonal are below 1e-3
+  (rounding) and its real part is used; larger imaginary parts are an error.
+* Fewer than 2 images have no covariance: refused. Fewer than 2,048 (the feature dimension) give a
+  rank-deficient covariance and a biased FID that is not comparable with published values: warned.
+"""
+import os
+import warnings
+
+import numpy as np
+from scipy import linalg
+
+from utils.errors import UserError
+
+FEATURE_DIM = 2048
+SQRTM_OFFSET = 1e-6
+IMAGINARY_ATOL = 1e-3
+
+
+class FewSamplesWarning(UserWarning):
+    """FID from fewer images than feature dimensions (rank-deficient covariance)."""
+
+
+def check_sample_count(n, what="images"):
+    """Refuse fewer than 2 samples (UserError); warn below 2,048 (FewSamplesWarning)."""
+    if n < 2:
+        raise UserError(f"FID needs at least 2 {what} to estimate a covariance, got {n}")
+    if n < FEATURE_DIM:
+        warnings.warn(f"FID from {n} {what}: fewer than {FEATURE_DIM}, so the covariance is rank-deficient "
+                      f"and the value is biased upwards; it is not comparable with FIDs from other set sizes",
+                      FewSamplesWarning, stacklevel=2)
+
+
+def compute_statistics(features):
+    """(N, D) features -> (mu (D,), sigma (D, D)) in float64, as pytorch-fid."""
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2:
+        raise ValueError(f"features must be (N, D), got shape {features.shape}")
+    check_sample_count(features.shape[0])
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def save_statistics(path, mu, sigma):
+    """Write mu and sigma to `path` (.npz, keys mu and sigma; pytorch-fid's --save-stats format)."""
+    folder = os.path.dirname(path)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+    np.savez_compressed(path, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
+
+
+def load_statistics(path):
+    """Read (mu, sigma) from a .npz written by `save_statistics` or pytorch-fid's --save-stats."""
+    if not os.path.isfile(path):
+        raise UserError(f"FID statistics file not found: {path}")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise UserError(f"{path}: not a readable .npz file ({type(err).__name__}: {err})") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise UserError(f"{path}: not FID statistics (an .npz with arrays 'mu' and 'sigma' is needed)")
+    with data:
+        if not {"mu", "sigma"} <= set(data.files):
+            raise UserError(f"{path}: not FID statistics (an .npz with arrays 'mu' and 'sigma' is needed; "
+                            f"it has {', '.join(data.files) or 'nothing'})")
+        try:
+            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
+        except ValueError as err:  # object arrays (pickles) are refused; non-numeric arrays do not convert
+            raise UserError(f"{path}: 'mu'/'sigma' are not numeric arrays ({err})") from None
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
+        raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    return mu, sigma
+
+
+def _sqrtm(matrix):
+    return linalg.sqrtm(matrix)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps=SQRTM_OFFSET, force_offset=False):
+    """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2), float64 (see module docstring).
+
+    force_offset: take the offset branch (eps on the diagonals) without trying the plain product
+    first; only tests use it, to check that branch against pytorch-fid's.
+    """
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
+        # Statistics usually come from files, e.g. a reference made with pytorch-fid --dims 768.
+        raise UserError(f"FID statistics do not match: mu {mu1.shape} / {mu2.shape}, sigma {sigma1.shape} / "
+                        f"{sigma2.shape} (FID here uses {FEATURE_DIM}-d pool3 features, pytorch-fid's default)")
+    diff = mu1 - mu2
+    root = None if force_offset else _sqrtm(sigma1 @ sigma2)
+    if root is None or not np.isfinite(root).all():
+        # A singular product (e.g. rank-deficient covariances) can make sqrtm fail; a tiny ridge on
+        # both covariances makes the product well defined at a negligible change of the value.
+        offset = np.eye(sigma1.shape[0]) * eps
+        root = _sqrtm((sigma1 + offset) @ (sigma2 + offset))
+    if np.iscomplexobj(root):
+        largest = np.max(np.abs(np.diagonal(root).imag))
+        if largest > IMAGINARY_ATOL:
+            raise ValueError(f"sqrtm of the covariance product has an imaginary component of {largest:.3g} "
+                             f"on its diagonal (more than rounding); the statistics are not valid covariances")
+        root = root.real
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(root))
+
+
+def fid_from_features(features1, features2):
+    """FID between two feature sets (N1, D) and (N2, D)."""
+    return frechet_distance(*compute_statistics(features1), *compute_statistics(features2))
+
+
+# ----------------------------------------------------------------------------------------------
+# Feature extraction (imports paddle; call utils.runtime.prepare_cpu first in scripts).
+
+BACKENDS = ("auto", "dygraph", "predictor")
+
+
+def _to_unit_float(images):
+    """uint8 (N, H, W, 3) or float (N, 3, H, W) in [0, 1] -> contiguous float32 NCHW in [0, 1]."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if images.ndim != 4:
+        raise ValueError(f"expected a batch of images, got shape {images.shape}")
+    if images.dtype == np.uint8:
+        if images.shape[-1] != 3:
+            raise ValueError(f"uint8 images must be (N, H, W, 3) RGB, got shape {images.shape}")
+        # float32(u8) / float32(255), bit-identical to torchvision's ToTensor used by pytorch-fid.
+        return np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32) / np.float32(255)
+    if np.issubdtype(images.dtype, np.floating):
+        if images.shape[1] != 3:
+            raise ValueError(f"float images must be (N, 3, H, W) RGB in [0, 1], got shape {images.shape}")
+        return np.ascontiguousarray(images, dtype=np.float32)
+    raise TypeError(f"images must be uint8 (N, H, W, 3) or float (N, 3, H, W), got {images.dtype}")
+
+
+def _process_threads():
+    """The CPU thread count dygraph runs with: OMP_NUM_THREADS (set by utils.runtime.prepare_cpu
+    before paddle is imported), else the CPU count."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+class _Predictor:
+    """pool3 from prepared (299x299, [-1, 1]) inputs through a Paddle Inference predictor with oneDNN.
+
+    The dygraph network is exported with paddle.jit into a temporary folder and loaded by a CPU
+    predictor; the resize stays in dygraph (see `metric.inception.Pool3FromPrepared`).
+    """
+
+    def __init__(self, network, threads):
+        import tempfile
+
+        import paddle
+        from paddle import inference
+
+        from metric.inception import INPUT_SIZE, Pool3FromPrepared
+
+        spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")]
+        with tempfile.TemporaryDirectory(prefix="fid_inception_") as folder:
+            prefix = os.path.join(folder, "inception")
+            static = paddle.jit.to_static(Pool3FromPrepared(network), input_spec=spec, full_graph=True)
+            paddle.jit.save(static, prefix)
+            # Paddle 3 writes the program as .json (PIR); older releases as .pdmodel.
+            model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
+            config = inference.Config(model_file, prefix + ".pdiparams")
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(threads)
+            # All of Paddle 3.3's default oneDNN passes ran cleanly here (no pass had to be deleted):
+            # outputs finite and within 1e-3 of dygraph in repeated fresh processes (tools/benchmark_fid.py).
+            config.enable_mkldnn()
+            config.disable_glog_info()
+            self._predictor = inference.create_predictor(config)
+        self._dygraph_threads = _process_threads()
+        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
+        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
+
+    def __call__(self, prepared):
+        from paddle.base import core
+
+        self._input.reshape(list(prepared.shape))
+        self._input.copy_from_cpu(np.ascontiguousarray(prepared, dtype=np.float32))
+        self._predictor.run()
+        # A oneDNN predictor run leaves the calling thread's MKL at 1 thread, which makes later dygraph
+        # GEMMs (1x1 convs, matmuls: the generator's too) slower and different in the last bits.
+        # Restore the process's setting so dygraph results do not depend on whether FID ran first.
+        core.set_num_threads(self._dygraph_threads)
+        return self._output.copy_to_cpu()
+
+
+class InceptionFeatures:
+    """Batched pool3 extraction with pytorch-fid's Inception on the current Paddle device.
+
+    weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` or its converted .pdparams; a
+        missing path raises a UserError saying what FID needs and how to convert it.
+    backend: 'dygraph' runs the paddle.nn network (the reference); 'predictor' runs the same network
+        exported to a Paddle Inference predictor with oneDNN (CPU only); 'auto' picks the predictor
+        on CPU and dygraph on a GPU.
+    threads: CPU threads for the predictor; 0 takes OMP_NUM_THREADS (what utils.runtime.prepare_cpu
+        set, and what dygraph uses), else the CPU count. (The predictor's own default would be 1.)
+    If the predictor cannot be built, 'auto' warns and falls back to dygraph.
+    """
+
+    def __init__(self, weights, backend="auto", threads=0):
+        import paddle
+
+        from metric.inception import load_inception
+
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.network = load_inception(weights)
+        on_cpu = paddle.get_device() == "cpu"
+        auto = backend == "auto"
+        if auto:
+            backend = "predictor" if on_cpu else "dygraph"
+        if backend == "predictor" and not on_cpu:
+            raise ValueError("the predictor backend runs on CPU only; use backend='dygraph' on a GPU")
+        self._predictor = None
+        if backend == "predictor":
+            threads = threads or _process_threads()
+            try:
+                self._predictor = _Predictor(self.network, threads)
+            except Exception as err:  # noqa: BLE001  (any export/pass failure: dygraph is the reference)
+                if not auto:
+                    raise
+                warnings.warn(f"Paddle Inference predictor for the Inception network could not be built "
+                              f"({type(err).__name__}: {err}); using dygraph", RuntimeWarning, stacklevel=2)
+                backend = "dygraph"
+        self.backend = backend
+
+    def _pool3(self, batch):
+        import paddle
+
+        with paddle.no_grad():
+            x = paddle.to_tensor(batch)
+            if self._predictor is not None:
+                features = self._predictor(self.network.prepare_input(x).numpy())
+                if np.isfinite(features).all():
+                    return features
+                # pool3 is a mean of ReLU outputs: anything non-finite is a predictor fault.
+                warnings.warn("the Inception predictor returned non-finite features; switching to dygraph",
+                              RuntimeWarning, stacklevel=3)
+                self._predictor, self.backend = None, "dygraph"
+            return self.network(x).numpy()
+
+    def extract_features(self, images, batch_size=8):
+        """pool3 features of `images` -> (N, 2048) float64.
+
+        images: uint8 (N, H, W, 3) RGB 0..255, or float (N, 3, H, W) RGB in [0, 1] (a single
+        image without the N axis is accepted too). Run in chunks of `batch_size`.
+        """
+        images = np.asarray(images)
+        if images.ndim == 3:
+            images = images[None]
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out = np.empty((images.shape[0], FEATURE_DIM), dtype=np.float64)
+        for start in range(0, images.shape[0], batch_size):
+            out[start:start + batch_size] = self._pool3(_to_unit_float(images[start:start + batch_size]))
+        return out
+
+    def statistics(self, images, batch_size=8):
+        """(mu, sigma) of the pool3 features of `images` (see extract_features for the input)."""
+        return compute_statistics(self.extract_features(images, batch_size))
