@@ -1,24 +1,28 @@
 """StyleGAN2 building blocks as GPEN uses them (GPEN_SPEC §2), in forms Paddle can train and deploy.
 
 Every layer keeps the authors' parameter names and layouts, so their checkpoints load by name.
-Three decisions are made once, here, for the whole network:
+The decisions below are made once, here, for the whole network:
 
 * Second derivatives. R1 and path-length regularization differentiate gradients, and Paddle's CPU build
   has no double backward for depthwise convolution, conv2d_transpose, strided slicing, pixel_shuffle or
-  flatten. Blurs therefore run as an ordinary one-channel convolution over (batch·channels) images, and
-  the upsampling convolution as a polyphase convolution (one stride-1 convolution computing the four
-  output phases, interleaved with reshape/transpose) instead of a transposed convolution.
+  flatten. Blurs therefore run as banded matrix products along each axis (`separable_upfirdn2d`), the
+  upsampling of the RGB skip and the upsampling convolution as polyphase convolutions (one stride-1
+  convolution computing the four output phases, interleaved with reshape/transpose) instead of
+  transposed convolutions. `upfirdn2d` is the reference they are tested against.
 * Export. Nothing draws random numbers in `forward` (GPEN's "noise" is the encoder's features), the
-  modulated convolution is the non-fused form (scale the input by the style, convolve with the shared
-  weight, scale the output by the demodulation) which is the same maths as the authors' grouped
-  convolution but keeps the batch dynamic under `paddle.jit.to_static`, and all padding is folded into
-  the convolutions (no pad op: paddle2onnx writes Pad's value wrongly).
-* Leaky ReLU is `where(x > 0, x, 0.2·x)`, not `F.leaky_relu`: oneDNN's conv + leaky_relu fuse pass
-  crashes the predictor and paddle2onnx mis-exports LeakyRelu's alpha. It is also PyTorch's function
-  exactly, gradient at 0 included (slope 0.2; Paddle's leaky_relu uses 1 there and `maximum(x, 0.2·x)`
-  splits the tie 50/50, i.e. 0.6). That matters: the zero-initialised noise channels sit exactly at 0,
-  so the convention decides the first optimizer step (GPEN_SPEC §9).
+  modulated convolution is the non-fused form (see ModulatedConv2d), which keeps the batch dynamic under
+  `paddle.jit.to_static`, and all padding is folded into the convolutions (no pad op: paddle2onnx writes
+  Pad's value wrongly).
+* Bias + leaky ReLU has two forms of the same function, chosen by `paddle.in_dynamic_mode()`: in
+  dygraph the fastest double-differentiable kernels of Paddle's CPU build (see `bias_leaky_relu`); in a
+  static graph (export) `maximum(x, 0.2·x)`, which the inference predictor (oneDNN on) and paddle2onnx
+  handle (oneDNN's conv + leaky_relu fuse pass crashes the predictor and paddle2onnx writes LeakyRelu's
+  alpha wrongly). tests/test_layers.py checks that both forms agree.
+* Leaky ReLU has PyTorch's slope 0.2 at exactly 0 in training (Paddle's F.leaky_relu uses 1 there and
+  `maximum(x, 0.2·x)` splits the tie, 0.6). That matters: the zero-initialised noise channels sit
+  exactly at 0, so the convention decides the first optimizer step (GPEN_SPEC §9).
 """
+import functools
 import math
 
 import numpy as np
@@ -38,8 +42,26 @@ def channel_table(channel_multiplier=2, narrow=1.0):
 
 
 def leaky_relu(x, negative_slope=0.2):
-    """PyTorch's leaky ReLU, gradient at 0 included (see the module docstring)."""
+    """PyTorch's leaky ReLU, gradient at 0 included: where(x > 0, x, slope·x)."""
     return paddle.where(x > 0, x, x * negative_slope)
+
+
+@paddle.jit.not_to_static  # plain Python branching only; dy2static would lose the module globals
+def bias_leaky_relu(x, bias=None, gain=SQRT2, negative_slope=0.2):
+    """gain · leaky_relu(x + bias), bias along axis 1 of an (N, C, ...) tensor (StyleGAN2's fused op)."""
+    if not paddle.in_dynamic_mode():  # static graph for export: no gradients, predictor-friendly ops
+        if bias is not None:
+            x = x + bias.reshape([1, -1] + [1] * (len(x.shape) - 2))
+        return paddle.maximum(x, x * negative_slope) * gain
+    # Paddle's CPU kernels: a bias broadcast over (N, H, W) and `where` run 3-7x slower (forward and
+    # backward) than an add broadcast along the rows of an (N·C, H·W) view and F.leaky_relu. F.leaky_relu
+    # takes slope 1 at exactly 0, but −a·leaky_relu(−y, 1/a) = leaky_relu(y, a) everywhere and takes its
+    # negative-side slope a at y = 0, as PyTorch does.
+    n, c = x.shape[0], x.shape[1]
+    rows = x.reshape([n * c, -1])
+    negated = -rows if bias is None else (-bias).tile([n]).reshape([-1, 1]) - rows
+    out = F.leaky_relu(negated, 1.0 / negative_slope) * (-negative_slope * gain)
+    return out.reshape(x.shape)
 
 
 def make_kernel(k):
@@ -76,6 +98,42 @@ def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
     return _depthwise(x, flipped, padding=[pad0, pad1, pad0, pad1], stride=down)
 
 
+@functools.lru_cache(maxsize=None)
+def band_matrix(length, kernel, up, pad0, pad1):
+    """upfirdn along one axis as a matrix: out = B @ x for x of `length` samples (B: out_length × length).
+
+    Zero insertion (up), padding (pad0, pad1) and correlation with the flipped 1-D kernel give
+    out[j] = Σ_i kernel[K − 1 − (up·i + pad0 − j)]·x[i] over the taps that exist; cached per size.
+    """
+    taps = np.asarray(kernel, dtype=np.float64)[::-1]
+    out_length = length * up + pad0 + pad1 - len(taps) + 1
+    t = up * np.arange(length)[None, :] + pad0 - np.arange(out_length)[:, None]
+    valid = (t >= 0) & (t < len(taps))
+    return np.where(valid, taps[np.clip(t, 0, len(taps) - 1)], 0.0)
+
+
+def separable_upfirdn2d(x, kernel_1d, up=1, pad=(0, 0)):
+    """upfirdn2d with the separable kernel outer(k, k), as two matrix products (rows, then columns).
+
+    Paddle's CPU convolutions are slow for a filter applied to every channel (a one-channel or a
+    depthwise convolution); a banded matrix product is 3-5x faster forward and backward here, has
+    double backward, and exports as plain matmuls.
+    """
+    h, w = x.shape[2], x.shape[3]
+    kernel = tuple(float(v) for v in kernel_1d)
+    rows = paddle.to_tensor(band_matrix(h, kernel, up, *pad), dtype=x.dtype)
+    cols = paddle.to_tensor(band_matrix(w, kernel, up, *pad).T, dtype=x.dtype)
+    return paddle.matmul(paddle.matmul(rows, x), cols)
+
+
+def _separable_factor(kernel, gain):
+    """The 1-D factor of make_kernel(kernel)·gain² (GPEN's kernels are outer products)."""
+    k = np.asarray(kernel, dtype=np.float64)
+    if k.ndim != 1:
+        raise ValueError("blur kernels are given by their 1-D factor, e.g. [1, 3, 3, 1]")
+    return k / k.sum() * gain
+
+
 class Blur(nn.Layer):
     """Low-pass filter with the [1,3,3,1] kernel (a state-dict buffer `kernel`) and padding (pad0, pad1)."""
 
@@ -83,18 +141,20 @@ class Blur(nn.Layer):
         super().__init__()
         k = make_kernel(kernel) * (upsample_factor ** 2)
         self.register_buffer("kernel", paddle.to_tensor(k, dtype=paddle.get_default_dtype()))
+        self.kernel_1d = _separable_factor(kernel, upsample_factor)
         self.pad = tuple(pad)
 
     def forward(self, x, pad=None):
-        pad0, pad1 = pad if pad is not None else self.pad
-        return upfirdn2d(x, self.kernel, pad=(pad0, pad1))
+        return separable_upfirdn2d(x, self.kernel_1d, pad=pad if pad is not None else self.pad)
 
 
 class Upsample(nn.Layer):
     """2× upsampling of the ToRGB skip: upfirdn2d(up=2, kernel·4, pads ((p+1)//2+1, p//2)).
 
-    Computed as its four polyphase outputs (a 3×3 one-channel convolution producing 4 maps) interleaved,
-    the same sums as zero insertion without the zeros.
+    Computed as its four polyphase outputs (a 3×3 one-channel convolution producing 4 maps) interleaved:
+    the same sums as zero insertion, without the zeros. (The banded-matrix form of the blurs gives
+    wrong results here under the oneDNN predictor; this form is exact there.) The phase filters are
+    constants of the architecture, built once (a 2-D pad in the graph corrupts oneDNN's heap).
     """
 
     def __init__(self, kernel, factor=2):
@@ -102,23 +162,25 @@ class Upsample(nn.Layer):
         if factor != 2 or len(kernel) != 4:
             raise ValueError("Upsample supports factor 2 with a 4-tap kernel (GPEN's [1,3,3,1])")
         self.factor = factor
-        self.register_buffer("kernel", paddle.to_tensor(make_kernel(kernel) * factor ** 2,
-                                                        dtype=paddle.get_default_dtype()))
+        k = make_kernel(kernel) * factor ** 2
+        self.register_buffer("kernel", paddle.to_tensor(k, dtype=paddle.get_default_dtype()))
         p = len(kernel) - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)  # (2, 1) for the 4-tap kernel
+        self.register_buffer("phases", paddle.to_tensor(self.phase_kernels(k), dtype=paddle.get_default_dtype()),
+                             persistable=False)
 
-    def phase_kernels(self):
-        # With pads (2, 1): out[2u] = k[0]·x[u−1] + k[2]·x[u], out[2u+1] = k[1]·x[u] + k[3]·x[u+1]
-        # (k flipped; per axis). As 3-tap filters over x[u−1], x[u], x[u+1], a zero tap is index 4.
-        taps = paddle.to_tensor([[0, 2, 4], [4, 1, 3]], dtype="int64")
-        k = F.pad(paddle.flip(self.kernel, [0, 1]), [0, 1, 0, 1])  # (5, 5): row/col 4 is zero
-        phases = [paddle.index_select(paddle.index_select(k, taps[ry], axis=0), taps[rx], axis=1)
-                  for ry in range(2) for rx in range(2)]
-        return paddle.stack(phases).reshape([4, 1, 3, 3])
+    @staticmethod
+    def phase_kernels(k):
+        """With pads (2, 1): out[2u] = k[0]·x[u−1] + k[2]·x[u] and out[2u+1] = k[1]·x[u] + k[3]·x[u+1]
+        (k flipped; per axis). As 3-tap filters over (x[u−1], x[u], x[u+1]); phase = 2·ry + rx."""
+        flipped = np.pad(k[::-1, ::-1], ((0, 1), (0, 1)))  # index 4 is a zero tap
+        taps = [[0, 2, 4], [4, 1, 3]]
+        phases = [flipped[np.ix_(taps[ry], taps[rx])] for ry in range(2) for rx in range(2)]
+        return np.stack(phases).reshape(4, 1, 3, 3).astype(np.float32)
 
     def forward(self, x):
         c, h, w = x.shape[1], x.shape[2], x.shape[3]
-        out = F.conv2d(x.reshape([-1, 1, h, w]), self.phase_kernels(), padding=1)  # (N·C, 4, H, W)
+        out = F.conv2d(x.reshape([-1, 1, h, w]), self.phases, padding=1)  # (N·C, 4, H, W)
         return interleave_phases(out.reshape([-1, c, 4, h, w]), c)
 
 
@@ -162,11 +224,10 @@ class EqualLinear(nn.Layer):
 
     def forward(self, x):
         out = paddle.matmul(x, self.weight * self.scale, transpose_y=True)
-        if self.bias is not None:
-            out = out + self.bias * self.lr_mul
+        bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation == "fused_lrelu":
-            out = leaky_relu(out) * SQRT2
-        return out
+            return bias_leaky_relu(out, bias)
+        return out + bias if bias is not None else out
 
 
 class FusedLeakyReLU(nn.Layer):
@@ -177,7 +238,7 @@ class FusedLeakyReLU(nn.Layer):
         self.bias = self.create_parameter([channel], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
 
     def forward(self, x):
-        return leaky_relu(x + self.bias.reshape([1, -1, 1, 1])) * SQRT2
+        return bias_leaky_relu(x, self.bias)
 
 
 class ScaledLeakyReLU(nn.Layer):
@@ -186,7 +247,7 @@ class ScaledLeakyReLU(nn.Layer):
         self.negative_slope = negative_slope
 
     def forward(self, x):
-        return leaky_relu(x, self.negative_slope) * SQRT2
+        return bias_leaky_relu(x, None, negative_slope=self.negative_slope)
 
 
 class PixelNorm(nn.Layer):
@@ -194,12 +255,31 @@ class PixelNorm(nn.Layer):
         return x * paddle.rsqrt(paddle.mean(x * x, axis=1, keepdim=True) + 1e-8)
 
 
+def _phase_taps():
+    """(9, 16) 0/1 matrix from a 3×3 kernel (ky, kx) to the four 2×2 phase kernels (ry, rx, ty, tx):
+    per axis, phase 0 takes taps (2, 0) and phase 1 takes (none, 1) (see ModulatedConv2d.polyphase_weight)."""
+    source = {(0, 0): 2, (0, 1): 0, (1, 0): None, (1, 1): 1}  # (phase, tap) -> kernel index
+    taps = np.zeros((9, 16), np.float32)
+    for ry in range(2):
+        for rx in range(2):
+            for ty in range(2):
+                for tx in range(2):
+                    ky, kx = source[(ry, ty)], source[(rx, tx)]
+                    if ky is not None and kx is not None:
+                        taps[3 * ky + kx, 8 * ry + 4 * rx + 2 * ty + tx] = 1.0
+    return taps
+
+
 class ModulatedConv2d(nn.Layer):
     """StyleGAN2's modulated convolution, in the non-fused form.
 
     The authors build per-sample weights w' = w·s/√fan_in, demodulate them and run a grouped convolution
-    with groups = batch. Here the same result is computed as conv(x·s/√fan_in, w)·d with the demodulation
+    with groups = batch. Here the same result is computed as conv(x·s', w)·d with s' = s/√fan_in and
     d[n, o] = 1/√(Σ_i s'[n,i]²·Σ_k w[o,i,k]² + 1e-8): one shared-weight convolution for the whole batch.
+    It is also the only correct form for second derivatives in Paddle 3.3: its conv2d double grad drops
+    the output-gradient term fed by a filter gradient (ddout = conv(x, ddw)), which the fused form's
+    path-length penalty needs (styles reach the filters there); and it is faster here (Paddle's CPU
+    grouped convolution loops over the groups).
     """
 
     def __init__(self, in_channel, out_channel, kernel_size, style_dim, demodulate=True,
@@ -219,6 +299,8 @@ class ModulatedConv2d(nn.Layer):
             factor = 2
             p = (len(blur_kernel) - factor) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + factor - 1, p // 2 + 1), upsample_factor=factor)
+            self.register_buffer("phase_taps", paddle.to_tensor(_phase_taps(), dtype=paddle.get_default_dtype()),
+                                 persistable=False)
         if downsample:
             factor = 2
             p = (len(blur_kernel) - factor) + (kernel_size - 1)
@@ -228,34 +310,37 @@ class ModulatedConv2d(nn.Layer):
         self.scale = 1 / math.sqrt(in_channel * kernel_size ** 2)
         self.padding = kernel_size // 2
 
-    def _polyphase_weight(self, w):
-        """Weights of the stride-2 transposed convolution as one 2×2 convolution with 4·out outputs.
+    def polyphase_weight(self, w):
+        """Weights (out, in, 3, 3) of a stride-2 transposed convolution as one 2×2 convolution with 4·out
+        outputs (channel 4·o + 2·ry + rx).
 
-        For a 3-tap axis, T[2u] = w[0]·x[u] + w[2]·x[u−1] and T[2u+1] = w[1]·x[u]; over (x[u−1], x[u])
-        the phase filters are (w[2], w[0]) and (0, w[1]). Output channel = 4·o + 2·ry + rx.
+        Per axis, T[2u] = w[0]·x[u] + w[2]·x[u−1] and T[2u+1] = w[1]·x[u]: over (x[u−1], x[u]) the phase
+        filters are (w[2], w[0]) and (0, w[1]). The taps are picked by one matmul with a constant 0/1
+        matrix (fast, and differentiable twice; gathers and concatenations of size-1 slices are slow in
+        Paddle's CPU backward).
         """
-        taps = paddle.to_tensor([2, 0, 3, 1], dtype="int64")  # (phase 0: w2, w0), (phase 1: 0, w1)
-        wp = F.pad(w, [0, 1, 0, 1])  # index 3 is a zero tap
-        wp = paddle.index_select(paddle.index_select(wp, taps, axis=2), taps, axis=3)  # (o, i, 4, 4)
-        wp = wp.reshape([self.out_channel, self.in_channel, 2, 2, 2, 2]).transpose([0, 2, 4, 1, 3, 5])
-        return wp.reshape([self.out_channel * 4, self.in_channel, 2, 2])
+        out, inp = self.out_channel, self.in_channel
+        picked = paddle.matmul(w.reshape([out * inp, 9]), self.phase_taps)  # (out·in, 16): (ry, rx, ty, tx)
+        picked = picked.reshape([out, inp, 4, 4]).transpose([0, 2, 1, 3])
+        return picked.reshape([out * 4, inp, 2, 2])
 
-    def forward(self, x, style):
-        s = self.modulation(style) * self.scale  # (N, in)
-        w = self.weight.reshape([self.out_channel, self.in_channel, self.kernel_size, self.kernel_size])
-        x = x * s.reshape([-1, self.in_channel, 1, 1])
+    def _convolve(self, x, w):
         if self.upsample:
             # The transposed conv T (size 2H+1) as its 4 phases on the input grid, interleaved into Z
             # (size 2H+2) whose last row/column is exactly zero; so blurring T with pads (p0, p1)
             # equals blurring Z with pads (p0, p1 − 1).
             h, wd = x.shape[2], x.shape[3]
-            out = F.conv2d(x, self._polyphase_weight(w), padding=1)  # (N, 4·out, H+1, W+1)
+            out = F.conv2d(x, self.polyphase_weight(w), padding=1)  # (N, 4·out, H+1, W+1)
             out = interleave_phases(out.reshape([-1, self.out_channel, 4, h + 1, wd + 1]), self.out_channel)
-            out = self.blur(out, pad=(self.blur.pad[0], self.blur.pad[1] - 1))
-        elif self.downsample:
-            out = F.conv2d(self.blur(x), w, stride=2)
-        else:
-            out = F.conv2d(x, w, padding=self.padding)
+            return self.blur(out, pad=(self.blur.pad[0], self.blur.pad[1] - 1))
+        if self.downsample:
+            return F.conv2d(self.blur(x), w, stride=2)
+        return F.conv2d(x, w, padding=self.padding)
+
+    def forward(self, x, style):
+        s = self.modulation(style) * self.scale  # (N, in)
+        w = self.weight.reshape([self.out_channel, self.in_channel, self.kernel_size, self.kernel_size])
+        out = self._convolve(x * s.reshape([-1, self.in_channel, 1, 1]), w)
         if self.demodulate:
             w2 = (w * w).sum(axis=[2, 3])  # (out, in)
             d = paddle.rsqrt(paddle.matmul(s * s, w2, transpose_y=True) + self.eps)  # (N, out)

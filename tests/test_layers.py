@@ -9,7 +9,7 @@ import pytest
 
 from loss.adversarial import path_length_penalty, r1_penalty
 from model import Discriminator, FullGenerator
-from model.layers import ModulatedConv2d, Upsample, leaky_relu, make_kernel, upfirdn2d
+from model.layers import Blur, ModulatedConv2d, Upsample, leaky_relu, make_kernel, upfirdn2d
 
 
 def upfirdn2d_numpy(x, kernel, up, down, pad0, pad1):
@@ -39,11 +39,15 @@ def test_upfirdn2d_matches_its_definition(up, down, pad):
     np.testing.assert_allclose(ours, upfirdn2d_numpy(x, kernel, up, down, *pad), rtol=1e-5, atol=1e-5)
 
 
-def test_polyphase_upsample_equals_zero_insertion():
-    x = paddle.randn([2, 3, 8, 8])
+def test_banded_blur_and_upsample_equal_upfirdn2d():
+    x = paddle.randn([2, 3, 9, 8])
     upsample = Upsample([1, 3, 3, 1])
     reference = upfirdn2d(x, upsample.kernel, up=2, pad=upsample.pad)
     np.testing.assert_allclose(upsample(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    for pad, factor in (((2, 2), 1), ((1, 1), 1), ((1, 0), 2)):
+        blur = Blur([1, 3, 3, 1], pad=pad, upsample_factor=factor)
+        reference = upfirdn2d(x, blur.kernel, pad=pad)
+        np.testing.assert_allclose(blur(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def authors_modulated_conv(layer, x, style):

@@ -67,7 +67,7 @@ class TrainConfig:
     """The authors' recipe (`train_simple.py`, GPEN_SPEC §5) and the optional fine-tuning knobs."""
     output_dir: str = "output/gpen"   # run folder: checkpoints, samples, logs, resolved config
     batch_size: int = 4               # per GPU (authors' --batch 4; GPEN_SPEC §5: 2–4)
-    max_iter: int = 4000000           # last iteration (authors' --iter)
+    max_iter: int = 4000000           # iterations run: start_iter … max_iter−1 (authors' --iter)
     start_iter: int = 0               # numbering of the first iteration, e.g. after --pretrain
     seed: int = 0                     # global seed; each process uses seed·world_size + rank
     # Optimisation. Adam with StyleGAN2's lazy-regularization correction: for an interval k the lr is
@@ -108,7 +108,9 @@ class TrainConfig:
     keep_last: int = 3                # numbered checkpoints kept besides latest and best
     early_stop_patience: int = 0      # stop after this many validations without a better PSNR (0 = off)
     resume: str = ""                  # checkpoint to continue exactly, or "auto" (latest in output_dir)
-    pretrain: str = ""                # weights to start from (ours or the authors' .pth)
+    pretrain: str = ""                # weights to start from (ours or the authors' .pth): a training
+    # checkpoint gives g, g_ema and d; a generator file (GPEN-BFR-*.pth) gives g and g_ema
+    pretrain_d: str = ""              # discriminator weights to start from with a generator-only pretrain
     overwrite: bool = False           # allow a non-empty output_dir without resume
 
 
