@@ -28,15 +28,10 @@ from data_loader.degradations import (TRAIN_STREAM, DegradationSampler, as_float
                                       degrade_for_test, keyed_rngs, to_chw)
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image
+from utils.imaging import INTERPOLATIONS
 
 logger = logging.getLogger(__name__)
 
-INTERPOLATIONS = {
-    "area": cv2.INTER_AREA,        # the authors' FaceDataset
-    "nearest": cv2.INTER_NEAREST,  # the Paddle reproduction (256)
-    "bilinear": cv2.INTER_LINEAR,
-    "bicubic": cv2.INTER_CUBIC,
-}
 MODES = ("cpu", "device")
 
 
@@ -145,39 +140,46 @@ class FaceDataset(Dataset):
 class FaceBatchSampler(DistributedBatchSampler):
     """paddle.io.DistributedBatchSampler that yields (epoch, index) keys.
 
-    Each rank takes every world_size-th index of one permutation shared by all ranks (seeded by
-    (seed, epoch)), padded to a multiple of world_size like Paddle's. Every pass over the sampler is
-    the next epoch; `set_epoch` repositions it (e.g. on resume).
+    One permutation per epoch, seeded by (seed, epoch) and shared by all ranks, is cut into global batches
+    of batch_size · world_size; rank r takes the r-th contiguous block of each. So step k of a run with
+    W ranks sees exactly the samples that step k of a single process with W times the batch sees, in the
+    same order (rank-major). Every pass over the sampler is the next epoch; `set_epoch` repositions it and
+    `skip_batches` starts the next pass further in (resuming mid-epoch).
     """
 
     def __init__(self, dataset, batch_size, num_replicas=None, rank=None, shuffle=True, drop_last=True, seed=0):
         super().__init__(dataset, batch_size, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
                          drop_last=drop_last)
         self.seed = int(seed)
+        self.skip_batches = 0
+
+    def __len__(self):
+        per_step = self.batch_size * self.nranks
+        n = len(self.dataset)
+        return n // per_step if self.drop_last else -(-n // per_step)
 
     def __iter__(self):
         epoch = self.epoch
         self.epoch += 1
+        skip, self.skip_batches = self.skip_batches, 0
         n = len(self.dataset)
         if self.shuffle:
             order = np.random.default_rng(np.random.SeedSequence([self.seed % (1 << 64), epoch])).permutation(n)
         else:
             order = np.arange(n)
-        order = np.resize(order, self.total_size)  # repeats the start to fill the last round of ranks
-        mine = order[self.local_rank:self.total_size:self.nranks]
-        batch = []
-        for index in mine:
-            batch.append((epoch, int(index)))
-            if len(batch) == self.batch_size:
-                yield batch
-                batch = []
-        if batch and not self.drop_last:
-            yield batch
+        per_step = self.batch_size * self.nranks
+        steps = len(self)
+        if not self.drop_last and self.nranks > 1:
+            order = np.resize(order, steps * per_step)  # every rank needs a batch: wrap around, as Paddle's does
+        for step in range(skip, steps):
+            start = step * per_step + self.local_rank * self.batch_size
+            keys = [(epoch, int(i)) for i in order[start:start + self.batch_size]]
+            if keys:
+                yield keys
 
 
 class _WorkerInit:
-    """Seeds each worker's global RNGs from (process seed, worker id) and keeps OpenCV single-threaded
-    there (the workers already run in parallel; OpenCV's own threads would fight over the cores)."""
+    """Seeds each worker's global RNGs from (process seed, worker id)."""
 
     def __init__(self, process_seed):
         self.process_seed = process_seed
@@ -189,7 +191,6 @@ class _WorkerInit:
         state = seq.generate_state(2)
         random.seed(int(state[0]))
         np.random.seed(int(state[1]))
-        cv2.setNumThreads(1)
 
 
 def build_loader(dataset, batch_size, num_workers=0, shuffle=True, drop_last=True, seed=0, rank=None,
@@ -215,6 +216,11 @@ def build_loader(dataset, batch_size, num_workers=0, shuffle=True, drop_last=Tru
         rank = env.local_rank if rank is None else rank
     sampler = FaceBatchSampler(dataset, batch_size, num_replicas=world_size, rank=rank, shuffle=shuffle,
                                drop_last=drop_last, seed=seed)
+    if num_workers:
+        # Workers run in parallel already, so OpenCV inside them is single-threaded. That must be set
+        # here, before they fork: a worker forked while OpenCV's thread pool exists hangs in
+        # cv2.setNumThreads (the pool's lock is copied held).
+        cv2.setNumThreads(1)
     sampler.set_epoch(start_epoch)
     # Without shared memory the workers send plain numpy arrays and never touch Paddle's allocator,
     # whose statistics lock a fork can hand over locked (see the docstring).

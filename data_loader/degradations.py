@@ -384,6 +384,7 @@ def degrade(hq, params, kernel_size=41, fast=True, kernel=None):
 
 TRAIN_STREAM = 1  # training pairs: (seed, epoch, index)
 TEST_STREAM = 2   # test-time degradation: (seed, index)
+DEVICE_STREAM = 3  # device executor in training: (seed, step)
 
 
 def keyed_rngs(*key):

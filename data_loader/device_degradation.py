@@ -27,7 +27,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from data_loader.degradations import DegradationSampler
+from data_loader.degradations import DEVICE_STREAM, DegradationSampler, keyed_rngs
 
 # IJG / JPEG Annex K standard quantisation tables (quality 50), row-major 8x8.
 _LUMA_Q50 = np.array([
@@ -220,12 +220,20 @@ class DeviceDegradation:
 
     def __init__(self, cfg=None, seed=0):
         self.sampler = cfg if isinstance(cfg, DegradationSampler) else DegradationSampler(cfg)
+        self.seed = int(seed)
         seq = np.random.SeedSequence(int(seed) % (1 << 64))
         self._py_rng = random.Random(int(seq.generate_state(1, dtype=np.uint64)[0]))
         self._np_rng = np.random.Generator(np.random.PCG64(seq))
 
     def sample(self, batch, size_hw):
         return [self.sampler.sample(size_hw, self._py_rng, self._np_rng, draw_noise=False) for _ in range(batch)]
+
+    def seed_step(self, step):
+        """Make the next batch's degradation a function of (seed, step) alone: re-seeds the parameter RNGs
+        and Paddle's noise generator, so a resumed training run degrades its batches exactly as the
+        uninterrupted one did."""
+        self._py_rng, self._np_rng = keyed_rngs(DEVICE_STREAM, self.seed, step)
+        paddle.seed(int(np.random.SeedSequence([DEVICE_STREAM, self.seed % (1 << 64), step]).generate_state(1)[0]))
 
     def state_dict(self):
         """The parameter RNGs' state (for an exact resume; Paddle's noise generator is saved by the trainer)."""

@@ -4,24 +4,13 @@ The networks work on float32 NCHW RGB in [-1, 1]; `array_restorer` does the conv
 function of that kind, so the same pipeline drives a Paddle generator (`generator_restorer`) and an
 exported inference predictor (wrap its run call in a function of arrays).
 """
-import numpy as np
-
-
-def to_network(faces):
-    """uint8 NHWC [0, 255] -> float32 NCHW [-1, 1]."""
-    return (faces.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2)
-
-
-def from_network(images):
-    """float32 NCHW [-1, 1] -> uint8 NHWC, rounded and clipped."""
-    images = np.asarray(images, np.float32).transpose(0, 2, 3, 1)
-    return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+from utils.imaging import to_images, to_network
 
 
 def array_restorer(run):
     """A restorer from `run(x) -> y`, x and y float32 (N, 3, S, S) in [-1, 1]."""
     def restore(faces):
-        return from_network(run(to_network(faces)))
+        return to_images(run(to_network(faces)))
 
     return restore
 

@@ -146,62 +146,6 @@ def _to_unit_float(images):
     raise TypeError(f"images must be uint8 (N, H, W, 3) or float (N, 3, H, W), got {images.dtype}")
 
 
-def _process_threads():
-    """The CPU thread count dygraph runs with: OMP_NUM_THREADS (set by utils.runtime.prepare_cpu
-    before paddle is imported), else the CPU count."""
-    try:
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    except ValueError:
-        return os.cpu_count() or 1
-
-
-class _Predictor:
-    """pool3 from prepared (299x299, [-1, 1]) inputs through a Paddle Inference predictor with oneDNN.
-
-    The dygraph network is exported with paddle.jit into a temporary folder and loaded by a CPU
-    predictor; the resize stays in dygraph (see `metric.inception.Pool3FromPrepared`).
-    """
-
-    def __init__(self, network, threads):
-        import tempfile
-
-        import paddle
-        from paddle import inference
-
-        from metric.inception import INPUT_SIZE, Pool3FromPrepared
-
-        spec = [paddle.static.InputSpec([None, 3, INPUT_SIZE, INPUT_SIZE], "float32", "x")]
-        with tempfile.TemporaryDirectory(prefix="fid_inception_") as folder:
-            prefix = os.path.join(folder, "inception")
-            static = paddle.jit.to_static(Pool3FromPrepared(network), input_spec=spec, full_graph=True)
-            paddle.jit.save(static, prefix)
-            # Paddle 3 writes the program as .json (PIR); older releases as .pdmodel.
-            model_file = prefix + (".json" if os.path.exists(prefix + ".json") else ".pdmodel")
-            config = inference.Config(model_file, prefix + ".pdiparams")
-            config.disable_gpu()
-            config.set_cpu_math_library_num_threads(threads)
-            # All of Paddle 3.3's default oneDNN passes ran cleanly here (no pass had to be deleted):
-            # outputs finite and within 1e-3 of dygraph in repeated fresh processes (tools/benchmark_fid.py).
-            config.enable_mkldnn()
-            config.disable_glog_info()
-            self._predictor = inference.create_predictor(config)
-        self._dygraph_threads = _process_threads()
-        self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
-        self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
-
-    def __call__(self, prepared):
-        from paddle.base import core
-
-        self._input.reshape(list(prepared.shape))
-        self._input.copy_from_cpu(np.ascontiguousarray(prepared, dtype=np.float32))
-        self._predictor.run()
-        # A oneDNN predictor run leaves the calling thread's MKL at 1 thread, which makes later dygraph
-        # GEMMs (1x1 convs, matmuls: the generator's too) slower and different in the last bits.
-        # Restore the process's setting so dygraph results do not depend on whether FID ran first.
-        core.set_num_threads(self._dygraph_threads)
-        return self._output.copy_to_cpu()
-
-
 class InceptionFeatures:
     """Batched pool3 extraction with pytorch-fid's Inception on the current Paddle device.
 
@@ -231,9 +175,14 @@ class InceptionFeatures:
             raise ValueError("the predictor backend runs on CPU only; use backend='dygraph' on a GPU")
         self._predictor = None
         if backend == "predictor":
-            threads = threads or _process_threads()
             try:
-                self._predictor = _Predictor(self.network, threads)
+                from metric.inception import INPUT_SIZE, Pool3FromPrepared
+                from deploy.predictor import Predictor
+                # The resize stays in dygraph: Paddle 3.3's oneDNN executor rejects the bilinear resize op.
+                # All default oneDNN passes ran cleanly for this network: outputs finite and within 1e-3
+                # of dygraph in repeated fresh processes (tools/benchmark_fid.py).
+                self._predictor = Predictor.from_layer(Pool3FromPrepared(self.network), [3, INPUT_SIZE, INPUT_SIZE],
+                                                       threads=threads)
             except Exception as err:  # noqa: BLE001  (any export/pass failure: dygraph is the reference)
                 if not auto:
                     raise

@@ -26,18 +26,25 @@ class Discriminator(nn.Layer):
             EqualLinear(channels[4], 1),
         )
 
-    def forward(self, x, return_features=False):
+    def forward(self, x, return_features=False, groups=1):
         """x: (N, 3, size, size) -> logits (N, 1), and with return_features the activations after each
-        element of `convs`, after the stddev concatenation and after `final_conv` (the feature loss's)."""
+        element of `convs`, after the stddev concatenation and after `final_conv` (the feature loss's).
+
+        groups: the minibatch-stddev statistic is taken per contiguous group of N/groups samples (the
+        authors: one group, the whole batch of a process; `train.batch_groups` reproduces a multi-process
+        run in one process)."""
         features = []
         out = x
         for layer in self.convs:
             out = layer(out)
             features.append(out)
-        # Minibatch standard deviation over the whole batch (the authors' group = batch), one feature:
-        # the mean over channels and pixels of the per-position std, appended as a constant channel.
-        std = paddle.sqrt(paddle.var(out, axis=0, unbiased=False) + 1e-8).mean()
-        out = paddle.concat([out, paddle.zeros_like(out[:, :1]) + std], axis=1)
+        # Minibatch standard deviation over the group (the authors' group = the batch), one feature: the
+        # mean over channels and pixels of the per-position std, appended as a constant channel.
+        n, c, h, w = out.shape
+        grouped = out.reshape([groups, n // groups, c, h, w])
+        std = paddle.sqrt(paddle.var(grouped, axis=1, unbiased=False) + 1e-8).mean(axis=[1, 2, 3])  # (groups,)
+        std = paddle.expand(std.reshape([groups, 1, 1, 1, 1]), [groups, n // groups, 1, h, w])
+        out = paddle.concat([out, std.reshape([n, 1, h, w])], axis=1)
         features.append(out)
         out = self.final_conv(out)
         features.append(out)

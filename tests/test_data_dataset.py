@@ -149,7 +149,26 @@ def test_distributed_ranks_split_one_permutation(faces):
     ds = FaceDataset(str(faces), 32, mode="device")
     ranks = [FaceBatchSampler(ds, 2, num_replicas=2, rank=r, seed=9, drop_last=False) for r in range(2)]
     keys = [[k for batch in sampler for k in batch] for sampler in ranks]
-    assert len(keys[0]) == len(keys[1]) == 3
-    assert sorted(k[1] for k in keys[0] + keys[1]) == list(range(6))
+    # 6 faces in global batches of 2·2: the second global batch wraps around to fill both ranks.
+    assert len(keys[0]) == len(keys[1]) == 4
+    assert set(k[1] for k in keys[0] + keys[1]) == set(range(6))
     next_epoch = [k for batch in ranks[0] for k in batch]
     assert {k[0] for k in next_epoch} == {1} and [k[1] for k in next_epoch] != [k[1] for k in keys[0]]
+
+
+def test_ranks_take_contiguous_blocks_of_the_single_process_batches(faces):
+    ds = FaceDataset(str(faces), 32, mode="device")
+    single = [b for b in FaceBatchSampler(ds, 4, num_replicas=1, rank=0, seed=5)]
+    ranks = [[b for b in FaceBatchSampler(ds, 2, num_replicas=2, rank=r, seed=5)] for r in range(2)]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 1
+    for step, batch in enumerate(single):
+        assert batch == ranks[0][step] + ranks[1][step]
+
+
+def test_skip_batches_resumes_mid_epoch(faces):
+    ds = FaceDataset(str(faces), 32, mode="device")
+    full = list(FaceBatchSampler(ds, 2, num_replicas=1, rank=0, seed=5))
+    sampler = FaceBatchSampler(ds, 2, num_replicas=1, rank=0, seed=5)
+    sampler.skip_batches = 2
+    assert list(sampler) == full[2:]
+    assert [k[0] for b in sampler for k in b] == [1] * 6  # the following pass is the next epoch, whole

@@ -7,7 +7,8 @@ from faces import (NO_FACE_NOTICE, Faces, feather_mask, identity_restorer, looks
                    paste_faces, restore_aligned, restore_photo, similarity_transform, template, write_outputs)
 from faces.align import align_faces, warp_region
 from faces.blend import soften_small_face
-from faces.restorer import array_restorer, from_network, to_network
+from faces.restorer import array_restorer
+from utils.imaging import to_images, to_network
 from utils.image_io import read_image
 
 SOLVAY = "Solvay_conference_1927.png"
@@ -239,9 +240,9 @@ def test_restorer_conversions():
     faces = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
     x = to_network(faces)
     assert x.shape == (3, 3, 8, 8) and x.min() >= -1 and x.max() <= 1
-    assert np.array_equal(from_network(x), faces)
+    assert np.array_equal(to_images(x), faces)
     assert np.array_equal(array_restorer(lambda a: -a)(faces), 255 - faces)
-    assert np.array_equal(from_network(np.full((1, 3, 2, 2), 3.0)), np.full((1, 2, 2, 3), 255))
+    assert np.array_equal(to_images(np.full((1, 3, 2, 2), 3.0)), np.full((1, 2, 2, 3), 255))
 
 
 def test_generator_restorer_runs_a_paddle_layer():

@@ -128,12 +128,12 @@ def test_predictor_matches_fixture_and_dygraph(weights_path, extractor, ref, reu
 
 
 def test_auto_backend_falls_back_to_dygraph_when_the_predictor_fails(weights_path, reuse_network, monkeypatch):
-    import metric.fid as fid
+    from deploy.predictor import Predictor
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated oneDNN pass failure")
 
-    monkeypatch.setattr(fid, "_Predictor", broken)
+    monkeypatch.setattr(Predictor, "from_layer", broken)
     with pytest.warns(RuntimeWarning, match="simulated"):
         extractor = InceptionFeatures(weights_path, backend="auto")
     assert extractor.backend == "dygraph"

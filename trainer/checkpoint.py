@@ -137,5 +137,7 @@ def numbered_checkpoints(folder):
 
 
 def prune(folder, keep_last):
+    """Delete numbered checkpoints but the last `keep_last`; latest/best are their own (hard-linked or
+    copied) files and survive."""
     for path in numbered_checkpoints(folder)[:-keep_last] if keep_last > 0 else []:
         os.remove(path)

@@ -4,6 +4,7 @@
 Run folder (train.output_dir):
     config.yaml            the resolved configuration
     train.log, vdl/        log lines and VisualDL scalars / images
+    validation.csv         iteration,PSNR of g_ema on the validation faces
     samples/NNNNNN.png     degraded | restored | target grids
     checkpoints/iter_NNNNNN.pdckpt, latest.pdckpt, best.pdckpt   full training state
     g_ema.pdparams, g_ema_best.pdparams                          generator only, for predict/export
@@ -23,13 +24,15 @@ from model.convert import load_state_dict, read_checkpoint
 from model.loading import build_discriminator, build_generator, set_weights
 from trainer import checkpoint as ckpt
 from trainer.distributed import World
-from trainer.monitor import Throughput, VisualDL, sample_grid, save_samples, setup_logging, to_uint8
+from trainer.monitor import Throughput, VisualDL, sample_grid, save_samples, setup_logging
 from trainer.recipe import TrainStep, accumulate, finite, to_floats
 from utils.config import config_to_dict, save_config
 from utils.errors import UserError
+from utils.imaging import to_images
 from utils.runtime import select_device
 
-RUN_FILES = ("checkpoints", "samples", "vdl", "train.log", "config.yaml", "g_ema.pdparams", "g_ema_best.pdparams")
+RUN_FILES = ("checkpoints", "samples", "vdl", "train.log", "config.yaml", "validation.csv", "g_ema.pdparams",
+             "g_ema_best.pdparams")
 
 
 class StopRequest:
@@ -123,7 +126,7 @@ class Validation:
             n = min(cfg.train.val_count, len(dataset))
             items = [dataset[i] for i in range(n)]
             self.lq = np.stack([lq for lq, _ in items])
-            self.hq = to_uint8(np.stack([hq for _, hq in items]))
+            self.hq = to_images(np.stack([hq for _, hq in items]))
             self.batch = cfg.eval.batch_size
 
     @property
@@ -135,7 +138,7 @@ class Validation:
         outputs = []
         for start in range(0, len(self.lq), self.batch):
             restored, _ = generator(paddle.to_tensor(self.lq[start:start + self.batch]))
-            outputs.append(to_uint8(restored.numpy()))
+            outputs.append(to_images(restored.numpy()))
         return summarize_psnr(psnr_batch(np.concatenate(outputs), self.hq)).mean
 
 
@@ -161,7 +164,8 @@ class BatchStream:
         self.loader.batch_sampler.skip_batches = offset
         self.iterator = iter(self.loader)
 
-    def next(self):
+    def next(self, step):
+        """The batch of training step `step` (the device degradation is keyed by it)."""
         try:
             batch = next(self.iterator)
         except StopIteration:
@@ -169,6 +173,7 @@ class BatchStream:
             self.iterator = iter(self.loader)
             batch = next(self.iterator)
         if self.device_degradation is not None:
+            self.device_degradation.seed_step(step)
             return self.device_degradation(batch if isinstance(batch, paddle.Tensor) else batch[0])
         degraded, real = batch
         return degraded, real
@@ -226,17 +231,30 @@ def train(cfg):
     if stream.dataset.summary():
         logger.warning(stream.dataset.summary())
 
+    saved = {"at": None}
+
     def save(iteration, reason):
+        """Checkpoint after `iteration` (once per iteration, whatever the reasons)."""
+        if saved["at"] != iteration:
+            if world.is_main:
+                folder = os.path.join(t.output_dir, "checkpoints")
+                numbered = os.path.join(folder, f"iter_{iteration:06d}{ckpt.CHECKPOINT_EXT}")
+                ckpt.save_checkpoint(numbered, step, iteration, config_to_dict(cfg),
+                                     dict(data_origin=data_origin, best_psnr=best_psnr, stale_validations=stale))
+                ckpt.link_or_copy(numbered, os.path.join(folder, "latest" + ckpt.CHECKPOINT_EXT))
+                ckpt.atomic_save(dict(g_ema.state_dict()), os.path.join(t.output_dir, "g_ema.pdparams"))
+                ckpt.prune(folder, t.keep_last)
+                logger.info(f"checkpoint {numbered} ({reason})")
+            world.barrier()
+            saved["at"] = iteration
+
+    def mark_best(iteration):
         if world.is_main:
             folder = os.path.join(t.output_dir, "checkpoints")
-            numbered = os.path.join(folder, f"iter_{iteration:06d}{ckpt.CHECKPOINT_EXT}")
-            ckpt.save_checkpoint(numbered, step, iteration, config_to_dict(cfg),
-                                 dict(data_origin=data_origin, best_psnr=best_psnr, stale_validations=stale))
-            ckpt.link_or_copy(numbered, os.path.join(folder, "latest" + ckpt.CHECKPOINT_EXT))
-            ckpt.atomic_save(dict(g_ema.state_dict()), os.path.join(t.output_dir, "g_ema.pdparams"))
-            ckpt.prune(folder, t.keep_last)
-            logger.info(f"checkpoint {numbered} ({reason})")
-        world.barrier()
+            ckpt.link_or_copy(os.path.join(folder, f"iter_{iteration:06d}{ckpt.CHECKPOINT_EXT}"),
+                              os.path.join(folder, "best" + ckpt.CHECKPOINT_EXT))
+            ckpt.link_or_copy(os.path.join(t.output_dir, "g_ema.pdparams"),
+                              os.path.join(t.output_dir, "g_ema_best.pdparams"))
 
     throughput = Throughput()
     bar = tqdm(range(start, t.max_iter), initial=0, total=max(t.max_iter - start, 0), dynamic_ncols=True,
@@ -247,7 +265,7 @@ def train(cfg):
             factor = learning_rate_factor(t, i)
             step.g_optim.set_lr(g_lr * factor)
             step.d_optim.set_lr(d_lr * factor)
-            degraded, real = stream.next()
+            degraded, real = stream.next(i)
             throughput.data_ready()
             values = to_floats(step(i, degraded, real))
             throughput.step_done(real.shape[0] * world.size)
@@ -273,18 +291,16 @@ def train(cfg):
             if validation.enabled and t.val_freq > 0 and i % t.val_freq == 0:
                 score = validation(g_ema)
                 vdl.scalars({"psnr": score}, i, prefix="val")
+                if world.is_main:
+                    with open(os.path.join(t.output_dir, "validation.csv"), "a") as f:
+                        f.write(f"{i},{score:.6f}\n")
                 improved = score > best_psnr
                 stale = 0 if improved else stale + 1
                 logger.info(f"iter {i}: validation PSNR {score:.4f} dB (best {max(score, best_psnr):.4f})")
                 if improved:
                     best_psnr = score
-                    if world.is_main and i > start:
-                        save(i, "best validation PSNR")
-                        folder = os.path.join(t.output_dir, "checkpoints")
-                        ckpt.link_or_copy(os.path.join(folder, f"iter_{i:06d}{ckpt.CHECKPOINT_EXT}"),
-                                          os.path.join(folder, "best" + ckpt.CHECKPOINT_EXT))
-                        ckpt.link_or_copy(os.path.join(t.output_dir, "g_ema.pdparams"),
-                                          os.path.join(t.output_dir, "g_ema_best.pdparams"))
+                    save(i, "best validation PSNR")
+                    mark_best(i)
                 if t.early_stop_patience > 0 and stale >= t.early_stop_patience:
                     logger.info(f"early stop: no better validation PSNR in {stale} validations")
                     save(i, "early stop")

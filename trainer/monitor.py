@@ -8,6 +8,15 @@ import time
 import numpy as np
 
 from utils.image_io import write_image
+from utils.imaging import to_images
+
+
+class _TqdmHandler(logging.Handler):
+    """Console lines printed above the progress bar instead of through it."""
+
+    def emit(self, record):
+        from tqdm import tqdm
+        tqdm.write(self.format(record))
 
 
 def setup_logging(output_dir, is_main):
@@ -20,7 +29,7 @@ def setup_logging(output_dir, is_main):
         handler = logging.FileHandler(os.path.join(output_dir, "train.log"))
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         logger.addHandler(handler)
-        console = logging.StreamHandler()
+        console = _TqdmHandler()
         console.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(console)
     else:
@@ -28,16 +37,10 @@ def setup_logging(output_dir, is_main):
     return logger
 
 
-def to_uint8(images):
-    """(N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8, rounded as the fixtures' (x+1)/2·255."""
-    images = np.asarray(images, dtype=np.float32)
-    return np.clip(np.round((images.transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def sample_grid(degraded, restored, target):
     """One row per face: degraded | restored | target."""
-    rows = [np.concatenate([d, r, t], axis=1) for d, r, t in zip(to_uint8(degraded), to_uint8(restored),
-                                                                 to_uint8(target))]
+    rows = [np.concatenate([d, r, t], axis=1) for d, r, t in zip(to_images(degraded), to_images(restored),
+                                                                 to_images(target))]
     return np.concatenate(rows, axis=0)
 
 

@@ -16,6 +16,7 @@ import paddle
 
 from loss.adversarial import d_logistic_loss, g_nonsaturating_loss, path_length_penalty, r1_penalty
 from loss.content import feature_matching_loss, smooth_l1_loss
+from utils.errors import UserError
 
 
 @dataclass
@@ -76,6 +77,8 @@ class TrainStep:
 
     def __init__(self, cfg, generator, discriminator, g_ema, id_loss=None, world=None):
         t = cfg.train
+        if t.batch_groups < 1 or t.batch_size % t.batch_groups:
+            raise UserError(f"train.batch_groups={t.batch_groups} must divide train.batch_size={t.batch_size}")
         self.cfg = cfg
         self.g, self.d, self.g_ema = generator, discriminator, g_ema
         self.id_loss = id_loss if t.w_id > 0 else None
@@ -131,7 +134,8 @@ class TrainStep:
         set_trainable(self.d, True)
         with paddle.no_grad():
             fake, _ = self.g(degraded)
-        fake_pred, real_pred = self.d(fake), self.d(real)
+        groups = t.batch_groups
+        fake_pred, real_pred = self.d(fake, groups=groups), self.d(real, groups=groups)
         d_loss = d_logistic_loss(real_pred, fake_pred)
         self._step(self.d_optim, self.d, d_loss)
         log.update(d=d_loss, real_score=real_pred.mean(), fake_score=fake_pred.mean())
@@ -141,7 +145,7 @@ class TrainStep:
         if self.r1.due(i):
             real_r1 = real.detach()
             real_r1.stop_gradient = False
-            r1 = r1_penalty(self.d(real_r1), real_r1)
+            r1 = r1_penalty(self.d(real_r1, groups=groups), real_r1)
             self._step(self.d_optim, self.d, r1 * self.r1.gain)
             self.last["r1"] = r1
             clock = self._phase("r1", clock)
@@ -152,12 +156,12 @@ class TrainStep:
         fake, _ = self.g(degraded)
         terms = {}
         if t.w_feature > 0:
-            fake_pred, fake_features = self.d(fake, return_features=True)
+            fake_pred, fake_features = self.d(fake, return_features=True, groups=groups)
             with paddle.no_grad():
-                _, real_features = self.d(real, return_features=True)
+                _, real_features = self.d(real, return_features=True, groups=groups)
             terms["feature"] = feature_matching_loss(fake_features, real_features)
         else:
-            fake_pred = self.d(fake)
+            fake_pred = self.d(fake, groups=groups)
         terms["adv"] = g_nonsaturating_loss(fake_pred)
         terms["content"] = smooth_l1_loss(fake, real)
         if self.id_loss is not None:
@@ -175,7 +179,7 @@ class TrainStep:
             noise = path_noise if path_noise is not None else path_length_noise(t.seed, i, fake.shape,
                                                                                  rank, world_size)
             penalty, path_mean, lengths = path_length_penalty(fake, latents, self.mean_path_length, noise,
-                                                              decay=t.pl_decay)
+                                                              decay=t.pl_decay, groups=groups)
             self._step(self.g_optim, self.g, penalty * self.path.gain)
             self.mean_path_length = self.world.mean(path_mean) if self.world is not None else path_mean
             self.last.update(path=penalty, path_length=lengths.mean())

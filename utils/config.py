@@ -70,6 +70,9 @@ class TrainConfig:
     max_iter: int = 4000000           # iterations run: start_iter … max_iter−1 (authors' --iter)
     start_iter: int = 0               # numbering of the first iteration, e.g. after --pretrain
     seed: int = 0                     # global seed; each process uses seed·world_size + rank
+    batch_groups: int = 1             # D's minibatch-stddev and the path-length mean are per process (the
+    # authors' DDP); with k groups one process computes them per batch_size/k samples and reproduces a
+    # k-process run exactly
     # Optimisation. Adam with StyleGAN2's lazy-regularization correction: for an interval k the lr is
     # lr·k/(k+1) and the betas are beta**(k/(k+1)) (train_simple.py).
     g_lr: float = 0.002               # generator base lr (authors' --lr)

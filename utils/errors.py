@@ -5,6 +5,7 @@ weight file) and, where there is one, what to do about it. Entry scripts print t
 exit with status 2 instead of showing a traceback from deep inside Paddle.
 """
 import sys
+import warnings
 
 
 class UserError(Exception):
@@ -13,6 +14,8 @@ class UserError(Exception):
 
 def run_cli(main, argv=None):
     """Run `main(argv)`; turn a `UserError` into one line on stderr and exit status 2."""
+    # Warnings meant for users read as one line too, without the source line they were raised from.
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         status = main(argv)
     except UserError as err:

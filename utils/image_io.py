@@ -38,6 +38,8 @@ def to_rgb8(image):
         image = np.clip(np.round(image.astype(np.float32) * 255.0), 0, 255).astype(np.uint8)
     if image.ndim == 2:
         image = image[:, :, None]
+    if image.shape[2] == 2:  # gray + alpha
+        image = image[:, :, [0, 0, 0, 1]]
     channels = image.shape[2]
     if channels == 1:
         return np.repeat(image, 3, axis=2)
@@ -48,8 +50,12 @@ def to_rgb8(image):
     return np.ascontiguousarray(image[:, :, 2::-1])
 
 
-def read_image(path):
-    """Read `path` as RGB uint8 HWC; a missing or undecodable file raises a UserError naming it."""
+def read_image(path, allow_gray=True):
+    """Read `path` as RGB uint8 HWC; a missing or undecodable file raises a UserError naming it.
+
+    allow_gray=False refuses single-channel files (tools whose input contract is an RGB face) with a
+    UserError; otherwise they are replicated to three channels.
+    """
     if not os.path.isfile(path):
         raise UserError(f"image not found: {path}")
     data = np.fromfile(path, dtype=np.uint8)  # np.fromfile + imdecode also handles non-ASCII paths
@@ -59,6 +65,11 @@ def read_image(path):
     image = cv2.imdecode(data, cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise UserError(f"not a readable image: {path}")
+    if not allow_gray:
+        raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if is_jpeg else image  # IMREAD_COLOR hid the channels
+        if raw.ndim == 2 or raw.shape[2] in (1, 2):
+            raise UserError(f"{path} is a grayscale image; GPEN restores RGB faces: pass --gray_to_rgb to "
+                            f"convert it (or convert the file)")
     return to_rgb8(image)
 
 
