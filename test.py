@@ -54,6 +54,13 @@ def main(argv=None):
         raise UserError("no test faces given: pass --test_path (a folder of sharp aligned faces)")
     prepare_cpu(cfg.runtime.threads)
 
+    from utils.image_io import list_images
+    count = len(list_images(cfg.data.test_path))
+    if args.limit:
+        count = min(count, args.limit)
+    if cfg.eval.inception_weights and count < 2:
+        raise UserError(f"FID needs at least 2 faces; {cfg.data.test_path} gives {count}")
+
     from deploy.runner import GeneratorRunner
     from metric.evaluation import evaluate, write_report
     from model.loading import load_generator

@@ -169,3 +169,38 @@ def test_it_learns_on_real_faces(tmp_path):
     print("validation PSNR curve:", curve)
     assert curve[0][0] == 0 and curve[-1][0] == 240
     assert curve[-1][1] > curve[0][1] + 2.0
+
+
+def test_device_degradation_path_resumes_exactly(faces, tmp_path):
+    """data.degrade_on=device (the GPU path) on the CPU: batches degraded as tensors, keyed by the step."""
+    whole = str(tmp_path / "whole")
+    assert loop.train(config(faces, whole, "train.max_iter=4", "data.degrade_on=device")) == 0
+    split = str(tmp_path / "split")
+    loop.train(config(faces, split, "train.max_iter=2", "data.degrade_on=device"))
+    loop.train(config(faces, split, "train.max_iter=4", "data.degrade_on=device", "train.resume=auto"))
+    assert_same_training_state(states(whole), states(split))
+    assert "device degradation" in open(os.path.join(whole, "train.log")).read()
+
+
+def test_identity_loss_takes_part_when_its_weights_are_given(faces, tmp_path):
+    weights = need_shared("fixtures", "irse50", "model_ir_se50_random.pth")
+    out = str(tmp_path / "id")
+    assert loop.train(config(faces, out, "train.max_iter=1", "train.w_id=1.0", f"train.id_weights={weights}")) == 0
+    log = open(os.path.join(out, "train.log")).read()
+    assert "identity loss on" in log and "g_id" in log
+
+
+def test_pretrain_from_a_training_checkpoint_in_the_authors_format(faces, tmp_path):
+    from torch_format import save_torch
+    folder = need_shared("fixtures", "upstream_gpen")
+    g, d = np.load(folder / "g_A_state.npz"), np.load(folder / "d_A_state.npz")
+    checkpoint = {"g": {k: g[k] for k in g.files}, "d": {k: d[k] for k in d.files}, "g_ema": {k: g[k] for k in g.files},
+                  "g_optim": {"state": {}, "param_groups": []}, "d_optim": {"state": {}, "param_groups": []}}
+    path = str(tmp_path / "090000.pth")
+    save_torch(checkpoint, path)
+    out = str(tmp_path / "pre")
+    cfg = load_config(None, TINY + ["model.size=64", "model.style_dim=128", "model.n_mlp=8", "model.narrow=0.0625",
+                                    f"data.train_path={faces / 'train'}", f"data.test_path={faces / 'val'}",
+                                    f"train.output_dir={out}", f"train.pretrain={path}", "train.max_iter=1"])
+    assert loop.train(cfg) == 0
+    assert "g, g_ema and d from" in open(os.path.join(out, "train.log")).read()
