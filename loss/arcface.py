@@ -19,7 +19,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.convert import load_state_dict
+from model.convert import check_state_dict, load_state_dict
 from utils.errors import UserError
 
 EMBEDDING_DIM = 512
@@ -234,23 +234,7 @@ def load_backbone(path):
     state, _, _ = load_state_dict(path, kind="irse50")
     model = Backbone()
     expected = model.state_dict()
-    check_state_dict(state, expected, path)
+    check_state_dict(state, expected, path, "IR-SE50", "is this the authors' model_ir_se50.pth or its conversion?")
     model.set_state_dict({key: state[key] for key in expected})
     model.freeze()
     return model
-
-
-def check_state_dict(state, expected, path):
-    """Every key of `expected` must be in `state` with the same shape, and `state` may hold no other
-    key; otherwise raise a UserError naming the first mismatch and both shapes."""
-    hint = "is this the authors' model_ir_se50.pth or its conversion?"
-    for key, tensor in expected.items():
-        if key not in state:
-            raise UserError(f"{path}: IR-SE50 weights lack '{key}' (shape {list(tensor.shape)}); {hint}")
-        if tuple(state[key].shape) != tuple(tensor.shape):
-            raise UserError(f"{path}: IR-SE50 weight '{key}' has shape {list(state[key].shape)}, "
-                            f"expected {list(tensor.shape)}; {hint}")
-    unexpected = [key for key in state if key not in expected]
-    if unexpected:
-        raise UserError(f"{path}: unexpected key '{unexpected[0]}' (shape {list(state[unexpected[0]].shape)}) "
-                        f"for IR-SE50 ({len(unexpected)} unexpected in all); {hint}")

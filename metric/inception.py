@@ -22,7 +22,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.convert import load_state_dict
+from model.convert import check_state_dict, load_state_dict
 from utils.errors import UserError
 
 INPUT_SIZE = 299
@@ -260,16 +260,8 @@ def load_inception(path):
         raise UserError(f"Inception weights not found: {path}. {WEIGHTS_HINT}")
     state, _, _ = load_state_dict(path, kind="inception")
     model = FIDInceptionV3()
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing or unexpected:
-        raise UserError(f"{path}: not pytorch-fid's Inception layout ({len(missing)} keys missing, e.g. "
-                        f"{missing[:2]}; {len(unexpected)} unexpected, e.g. {unexpected[:2]})")
-    for key, param in expected.items():
-        if tuple(state[key].shape) != tuple(param.shape):
-            raise UserError(f"{path}: '{key}' has shape {tuple(state[key].shape)}, "
-                            f"expected {tuple(param.shape)}")
+    check_state_dict(state, model.state_dict(), path, "pytorch-fid Inception",
+                     "is this pt_inception-2015-12-05-6726825d.pth or its conversion?")
     model.set_state_dict(state)
     model.eval()
     for param in model.parameters():

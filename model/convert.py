@@ -396,6 +396,21 @@ def load_state_dict(path, kind=None, key=None):
     return state, found, used_key
 
 
+def check_state_dict(state, expected, path, what, hint):
+    """`state` must hold exactly the keys of `expected` (name -> array or tensor) with the same shapes;
+    otherwise one UserError names the file, the first offending key and both shapes, and `hint`."""
+    for key, value in expected.items():
+        if key not in state:
+            raise UserError(f"{path}: {what} weights lack '{key}' (shape {list(value.shape)}); {hint}")
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise UserError(f"{path}: {what} weight '{key}' has shape {list(state[key].shape)}, "
+                            f"expected {list(value.shape)}; {hint}")
+    unexpected = [key for key in state if key not in expected]
+    if unexpected:
+        raise UserError(f"{path}: unexpected key '{unexpected[0]}' (shape {list(state[unexpected[0]].shape)}) "
+                        f"for {what} ({len(unexpected)} unexpected in all); {hint}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Architecture from the shapes (GPEN_SPEC §1: ch(r) tables).
 

@@ -7,11 +7,11 @@ caller insists on one, in which case a mismatch is reported with the first diffe
 """
 import paddle
 
-from model.convert import infer_discriminator_config, infer_generator_config, load_state_dict
+from model.convert import (check_state_dict, infer_discriminator_config, infer_generator_config,
+                           load_state_dict)
 from model.discriminator import Discriminator
 from model.generator import FullGenerator
 from utils.config import ModelConfig
-from utils.errors import UserError
 
 
 def build_generator(model_cfg):
@@ -25,20 +25,9 @@ def build_discriminator(model_cfg):
 
 
 def set_weights(layer, state, path):
-    """Load `state` (name -> array) into `layer` requiring the same keys and shapes; a mismatch gives one
-    line naming the file, the first offending key and both shapes."""
+    """Load `state` (name -> array) into a GPEN network, requiring the same keys and shapes."""
     own = layer.state_dict()
-    for key, value in own.items():
-        if key not in state:
-            raise UserError(f"{path}: no weights for '{key}' (shape {list(value.shape)}); "
-                            f"the file is for another architecture")
-        if tuple(state[key].shape) != tuple(value.shape):
-            raise UserError(f"{path}: '{key}' has shape {list(state[key].shape)} in the file but "
-                            f"{list(value.shape)} in the model; check --size/--mul/--narrow (or -c)")
-    extra = [k for k in state if k not in own]
-    if extra:
-        raise UserError(f"{path}: unexpected weights '{extra[0]}' (and {len(extra) - 1} more); "
-                        f"the file is for another architecture")
+    check_state_dict(state, own, path, "GPEN", "check --size/--mul/--narrow (or -c) against the file")
     layer.set_state_dict({k: paddle.to_tensor(state[k]) for k in own})
 
 

@@ -109,7 +109,7 @@ def test_corrupt_unrelated_and_mismatched_files_get_one_line(tmp_path):
     with pytest.raises(UserError, match="holds discriminator weights, but generator weights are needed"):
         load_generator(_fixture("d_A.pth"))
     from utils.config import ModelConfig
-    with pytest.raises(UserError, match=r"g_A.pth: '.*' has shape \[.*\] in the file but \[.*\] in the model"):
+    with pytest.raises(UserError, match=r"g_A.pth: GPEN weight '.*' has shape \[.*\], expected \[.*\]; check --size"):
         load_generator(_fixture("g_A.pth"), ModelConfig(size=64, style_dim=128, channel_multiplier=1, narrow=0.125))
     with pytest.raises(UserError, match="weights file not found"):
         load_generator(str(tmp_path / "missing.pth"))

@@ -7,7 +7,8 @@ import paddle
 import pytest
 
 from conftest import need_shared
-from loss.arcface import Backbone, check_state_dict, crop_box, face_input, load_backbone
+from loss.arcface import Backbone, crop_box, face_input, load_backbone
+from model.convert import check_state_dict
 from loss.id_loss import IDLoss, build_id_loss
 from model.convert import load_state_dict
 from utils.errors import UserError
@@ -74,21 +75,21 @@ def test_weights_load_by_name(converted):
 def test_key_or_shape_mismatch_is_a_user_error(converted, id_loss):
     state, _, _ = converted
     expected = id_loss.backbone.state_dict()
-    check_state_dict(state, expected, "w.pth")  # the real layout passes
+    check_state_dict(state, expected, "w.pth", "IR-SE50", "hint")  # the real layout passes
 
     missing = dict(state)
     del missing["body.5.res_layer.2.weight"]
     with pytest.raises(UserError,
                        match=r"w\.pth: IR-SE50 weights lack 'body\.5\.res_layer\.2\.weight' \(shape \[128\]\)"):
-        check_state_dict(missing, expected, "w.pth")
+        check_state_dict(missing, expected, "w.pth", "IR-SE50", "hint")
 
     transposed = dict(state, **{"output_layer.3.weight": state["output_layer.3.weight"].T})
-    with pytest.raises(UserError, match=r"'output_layer\.3\.weight' has shape \[512, 25088\], expected \[25088, 512\]"):
-        check_state_dict(transposed, expected, "w.pth")
+    with pytest.raises(UserError, match=r"weight 'output_layer\.3\.weight' has shape \[512, 25088\], expected \[25088, 512\]"):
+        check_state_dict(transposed, expected, "w.pth", "IR-SE50", "hint")
 
     extra = dict(state, **{"output_layer.1.weight": np.zeros(3, np.float32)})
     with pytest.raises(UserError, match=r"unexpected key 'output_layer\.1\.weight' \(shape \[3\]\)"):
-        check_state_dict(extra, expected, "w.pth")
+        check_state_dict(extra, expected, "w.pth", "IR-SE50", "hint")
 
 
 def test_other_network_is_refused(tmp_path):
