@@ -96,9 +96,10 @@ def main(argv=None):
 
     inputs = load_inputs(args)  # every input read and checked before anything is written
     model_file, params_file = model_files(args)
-    predictor = Predictor(model_file, params_file, device=args.device, threads=args.cpu_threads,
-                          mkldnn=args.enable_mkldnn, tensorrt=args.use_tensorrt, precision=args.precision)
     size = read_model_info(model_file)["size"]
+    predictor = Predictor(model_file, params_file, device=args.device, threads=args.cpu_threads,
+                          mkldnn=args.enable_mkldnn, tensorrt=args.use_tensorrt, precision=args.precision,
+                          input_size=size, max_batch=max(args.batch_size, 1))
     timings = []
     written = restore_files(args, inputs, predictor, size, DegradationConfig(), timings=timings)
     if args.inception_weights and args.degrade:

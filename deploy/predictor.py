@@ -117,11 +117,12 @@ class Predictor:
     """A Paddle Inference predictor for a one-input, one-output model.
 
     device: 'cpu' or 'gpu'. On CPU: threads (0 = the process's OMP_NUM_THREADS) and mkldnn (oneDNN
-    kernels: the fast path on CPU). On GPU: tensorrt with precision 'fp32' | 'fp16'.
+    kernels: the fast path on CPU). On GPU: tensorrt with precision 'fp32' | 'fp16', for batches of up to
+    max_batch images of input_size².
     """
 
     def __init__(self, model_file, params_file, device="cpu", threads=0, mkldnn=True, tensorrt=False,
-                 precision="fp32", gpu_memory_mb=1000):
+                 precision="fp32", gpu_memory_mb=1000, input_size=None, max_batch=8):
         from paddle import inference
 
         for path in (model_file, params_file):
@@ -133,11 +134,16 @@ class Predictor:
                 raise UserError("--device gpu needs paddlepaddle-gpu; this Paddle is the CPU build")
             config.enable_use_gpu(gpu_memory_mb, 0)
             if tensorrt:
+                if not input_size:
+                    raise UserError("TensorRT needs the model's input size (gpen.yml beside the model)")
                 config.enable_tensorrt_engine(
-                    workspace_size=1 << 30, max_batch_size=1, min_subgraph_size=3,
+                    workspace_size=1 << 30, max_batch_size=max_batch, min_subgraph_size=3,
                     precision_mode=(inference.PrecisionType.Half if precision == "fp16"
                                     else inference.PrecisionType.Float32),
                     use_static=False, use_calib_mode=False)
+                # The batch is dynamic: TensorRT needs its range (input "x" of export()).
+                shape = [3, input_size, input_size]
+                config.set_trt_dynamic_shape_info({"x": [1] + shape}, {"x": [max_batch] + shape}, {"x": [1] + shape})
         else:
             if tensorrt or precision != "fp32":
                 raise UserError("TensorRT and fp16 need --device gpu; on CPU use fp32 (with --enable_mkldnn)")
