@@ -21,7 +21,7 @@ def r1_penalty(real_pred, real_img):
     return grad.pow(2).reshape([grad.shape[0], -1]).sum(1).mean()
 
 
-def path_length_penalty(fake_img, latents, mean_path_length, noise, decay=0.01, groups=1):
+def path_length_penalty(fake_img, latents, mean_path_length, noise, decay=0.01, groups=1, no_grad_vars=None):
     """StyleGAN2's path-length penalty, as the authors compute it.
 
     noise: N(0,1) of the image's shape (drawn by the caller, so that a run is reproducible); it is
@@ -29,10 +29,13 @@ def path_length_penalty(fake_img, latents, mean_path_length, noise, decay=0.01, 
     The moving average is *not* detached inside the penalty: the authors' gradient flows through it.
     groups: the batch mean is taken per contiguous group (one per process in a multi-process run, see
     `train.batch_groups`); the penalty and the new mean are then averaged over the groups.
+    no_grad_vars: tensors through which no path leads back to the latents (GPEN's encoder features,
+    which enter the decoder beside them); naming them skips that part of the first backward pass. The
+    penalty and its gradients are unchanged (bit-identical in tests).
     """
     h, w = fake_img.shape[2], fake_img.shape[3]
     noise = noise / (h * w) ** 0.5
-    (grad,) = paddle.grad((fake_img * noise).sum(), latents, create_graph=True)
+    (grad,) = paddle.grad((fake_img * noise).sum(), latents, create_graph=True, no_grad_vars=no_grad_vars)
     lengths = paddle.sqrt(grad.pow(2).sum(2).mean(1))
     grouped = lengths.reshape([groups, -1])
     path_mean = mean_path_length + decay * (grouped.mean(axis=1, keepdim=True) - mean_path_length)

@@ -85,12 +85,19 @@ class FullGenerator(nn.Layer):
 
     def forward(self, x, return_latents=False):
         """x: (N, 3, size, size) RGB in [-1, 1] -> (image (N, 3, size, size), latents or None)."""
+        return self.decode(*self.encode(x), return_latents=return_latents)
+
+    def encode(self, x):
+        """The degraded face -> (code z (N, style_dim), encoder features from size×size down to 4×4)."""
         features = []
         out = x
         for name in self.encoder_names:
             out = getattr(self, name)(out)
             features.append(out)
-        z = self.final_linear(out.reshape([-1, self.code_dim]))
+        return self.final_linear(out.reshape([-1, self.code_dim])), features
+
+    def decode(self, z, features, return_latents=False):
+        """StyleGAN2 decoder with the code z as style input and the encoder features as noise."""
         # Decoder noise inputs from 4×4 upward: each encoder feature twice, coarsest first, minus the
         # first copy (conv1 at 4×4 takes one; each resolution's two StyledConvs take two).
         noise = [f for f in reversed(features) for _ in range(2)][1:]

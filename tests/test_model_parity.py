@@ -172,3 +172,18 @@ def test_path_length_penalty_with_the_stored_noise(fx):
     np.testing.assert_allclose(float(path_mean), grads["value/path_mean"], rtol=1e-4)
     np.testing.assert_allclose(float(penalty), grads["value/path_penalty"], rtol=1e-4)
     assert_grads_match(grads_of(g.named_parameters()), grads, "path_penalty")
+
+
+def test_pruning_the_encoder_branch_leaves_the_path_length_gradients_unchanged(fx):
+    io, grads = fx["io"], fx["grads"]
+    results = []
+    for prune in (False, True):
+        g, _ = make_models(fx, perturbed=True)  # noise weights non-zero: the encoder features matter
+        z, features = g.encode(paddle.to_tensor(io["lq"]))
+        fake, latents = g.decode(z, features, return_latents=True)
+        penalty, _, _ = path_length_penalty(fake, latents, 0.0, paddle.to_tensor(grads["path/noise_randn"]),
+                                            no_grad_vars=features if prune else None)
+        penalty.backward()
+        results.append(grads_of(g.named_parameters()))
+    for name in results[0]:
+        np.testing.assert_array_equal(results[0][name], results[1][name], err_msg=name)

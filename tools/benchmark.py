@@ -23,7 +23,13 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-CONFIGS = {256: (1, 0.5), 512: (2, 1.0)}
+SIZES = (256, 512)
+
+
+def official_model(size):
+    """The ModelConfig of configs/gpen_<size>.yaml (the authors' GPEN-BFR-<size>)."""
+    from utils.config import load_config
+    return load_config(os.path.join(HERE, "..", "configs", f"gpen_{size}.yaml")).model
 
 
 def _median_seconds(fn, repeats, warmup=1):
@@ -49,14 +55,14 @@ def inference_case(size, threads, repeats):
 
     from deploy.predictor import Predictor
     from model.loading import build_generator
-    from utils.config import ModelConfig
 
-    mul, narrow = CONFIGS[size]
+    model_cfg = official_model(size)
     paddle.seed(0)
-    generator = build_generator(ModelConfig(size=size, channel_multiplier=mul, narrow=narrow))
+    generator = build_generator(model_cfg)
     generator.eval()
     x1 = np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
-    result = {"size": size, "channel_multiplier": mul, "narrow": narrow, "threads": threads}
+    result = {"size": size, "channel_multiplier": model_cfg.channel_multiplier, "narrow": model_cfg.narrow,
+              "threads": threads}
 
     with paddle.no_grad():
         tensor = paddle.to_tensor(x1)
@@ -87,9 +93,8 @@ def training_case(size, batch, threads, repeats):
     from trainer.recipe import TrainStep, accumulate, to_floats
     from utils.config import load_config
 
-    mul, narrow = CONFIGS[size]
-    cfg = load_config(None, [f"model.size={size}", f"model.channel_multiplier={mul}", f"model.narrow={narrow}",
-                             f"train.batch_size={batch}", "train.w_id=0"])
+    cfg = load_config(os.path.join(HERE, "..", "configs", f"gpen_{size}.yaml"),
+                      [f"train.batch_size={batch}", "train.w_id=0"])
     paddle.seed(0)
     g, d, g_ema = build_generator(cfg.model), build_discriminator(cfg.model), build_generator(cfg.model)
     accumulate(g_ema, g, 0.0)
@@ -157,7 +162,7 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--sections", nargs="+", default=["inference", "training"],
                         choices=["inference", "training", "data", "fid", "faces"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512], choices=sorted(CONFIGS))
+    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), choices=SIZES)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported)")
     parser.add_argument("--json", default="output/benchmark.json", help="write the figures here")

@@ -37,6 +37,8 @@ def parse_args(argv):
     parser.add_argument("--detector_model", default="", help="YuNet .onnx (with --detector yunet)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="GPEN sizes to time")
     parser.add_argument("--batch_size", type=int, default=4, help="faces per restorer call")
+    parser.add_argument("--backend", choices=("auto", "dygraph", "predictor"), default="auto",
+                        help="generator backend, as predict.py's (auto: the oneDNN predictor on CPU)")
     parser.add_argument("--repeat", type=int, default=1, help="timed whole-photo runs per size (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads")
     parser.add_argument("--yunet_models", default=str(YUNET_DIR), help="folder of YuNet .onnx files for the "
@@ -46,18 +48,18 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def _restorer(size):
-    """(restorer, description): a random-weight FullGenerator, or identity when model/ is unavailable."""
-    from faces.restorer import generator_restorer, identity_restorer
+def _restorer(size, backend):
+    """(restorer, description): a random-weight FullGenerator run as predict.py runs it."""
+    from deploy.runner import GeneratorRunner
+    from faces.restorer import array_restorer
+    from model import FullGenerator
 
-    try:
-        from model import FullGenerator
-    except ImportError as err:
-        return identity_restorer, f"identity (model.FullGenerator not importable: {err})"
     multiplier, narrow = GPEN_MODELS[size]
     generator = FullGenerator(size, style_dim=512, n_mlp=8, channel_multiplier=multiplier, narrow=narrow)
-    description = f"FullGenerator({size}, channel_multiplier={multiplier}, narrow={narrow}), random weights"
-    return generator_restorer(generator), description
+    runner = GeneratorRunner(generator, size, backend=backend)
+    description = (f"FullGenerator({size}, channel_multiplier={multiplier}, narrow={narrow}), random weights, "
+                   f"{runner.backend}")
+    return array_restorer(runner), description
 
 
 def time_photo(args, photo, detector):
@@ -71,7 +73,7 @@ def time_photo(args, photo, detector):
         detect_s.append(time.perf_counter() - start)
     report = {"faces": len(faces), "detect_s": statistics.median(detect_s), "sizes": {}}
     for size in args.sizes:
-        restorer, description = _restorer(size)
+        restorer, description = _restorer(size, args.backend)
         warm_up = faces.select(slice(0, args.batch_size))
         restore_photo(photo, restorer, None, size, batch_size=args.batch_size, faces=warm_up)
         runs = [restore_photo(photo, restorer, None, size, batch_size=args.batch_size, faces=faces).timings

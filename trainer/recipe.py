@@ -174,12 +174,13 @@ class TrainStep:
 
         # 4. Path-length regularization (on the whole batch, as the authors do).
         if self.path.due(i):
-            fake, latents = self.g(degraded, return_latents=True)
+            z, features = self.g.encode(degraded)
+            fake, latents = self.g.decode(z, features, return_latents=True)
             rank, world_size = (self.world.rank, self.world.size) if self.world is not None else (0, 1)
             noise = path_noise if path_noise is not None else path_length_noise(t.seed, i, fake.shape,
                                                                                  rank, world_size)
             penalty, path_mean, lengths = path_length_penalty(fake, latents, self.mean_path_length, noise,
-                                                              decay=t.pl_decay, groups=groups)
+                                                              decay=t.pl_decay, groups=groups, no_grad_vars=features)
             self._step(self.g_optim, self.g, penalty * self.path.gain)
             self.mean_path_length = self.world.mean(path_mean) if self.world is not None else path_mean
             self.last.update(path=penalty, path_length=lengths.mean())
