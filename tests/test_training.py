@@ -109,6 +109,12 @@ def test_a_previous_run_is_not_overwritten_without_resume_or_overwrite(faces, tm
     with pytest.raises(UserError, match="holds a previous run"):
         loop.train(config(faces, out, "train.max_iter=2"))
     assert loop.train(config(faces, out, "train.max_iter=2", "train.overwrite=true")) == 0
+    # The run folder's config.yaml does not carry the overwrite: reusing it to continue cannot wipe the run.
+    saved = load_config(os.path.join(out, "config.yaml"))
+    assert saved.train.overwrite is False and saved.train.resume == ""
+    with pytest.raises(UserError, match="holds a previous run"):
+        loop.train(saved)
+    assert os.path.isfile(os.path.join(out, "checkpoints", "iter_000001.pdckpt"))
 
 
 def test_pretrain_loads_the_authors_generator_and_start_iter_numbers_on(faces, tmp_path):

@@ -9,6 +9,7 @@ Run folder (train.output_dir):
     checkpoints/iter_NNNNNN.pdckpt, latest.pdckpt, best.pdckpt   full training state
     g_ema.pdparams, g_ema_best.pdparams                          generator only, for predict/export
 """
+import dataclasses
 import math
 import os
 import shutil
@@ -188,7 +189,10 @@ def train(cfg):
     world.barrier()
     logger = setup_logging(t.output_dir, world.is_main)
     if world.is_main:
-        save_config(cfg, os.path.join(t.output_dir, "config.yaml"))
+        # The folder's config describes the run; overwrite and resume were actions of this command line.
+        # Kept, `train.py -c run/config.yaml` to continue would wipe the run it meant to continue.
+        save_config(dataclasses.replace(cfg, train=dataclasses.replace(t, overwrite=False, resume="")),
+                    os.path.join(t.output_dir, "config.yaml"))
 
     # The same seed on every process: identical initial networks everywhere.
     paddle.seed(t.seed)
