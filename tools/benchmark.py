@@ -4,7 +4,9 @@
     python tools/benchmark.py --sections inference --threads 2 --json output/benchmark.json
     python tools/benchmark.py --sections data fid faces   # the data pipeline, FID features, whole photos
 
-Sections (each runs in a fresh process, so its peak memory is its own):
+Every run first times the reference convolution of the targets (a shared CPU's speed drifts: compare
+today's figure with the 155 ms measured when the targets were set). Sections (each runs in a fresh
+process, so its peak memory is its own):
 * inference: the generator at batch 1 for GPEN-256 (mul 1, narrow 0.5) and GPEN-512 (mul 2, narrow 1):
   dygraph, the Paddle Inference predictor with and without oneDNN, and the predictor's throughput at
   batch 8 (256). The authors' PyTorch eager model on the same CPU: 387 ms (256) and 5.5 s (512).
@@ -120,11 +122,25 @@ def training_case(size, batch, threads, repeats):
             "peak_rss_gb": _peak_rss_gb()}
 
 
-def run_case(kind, args, threads, repeats):
+def machine_case(threads, repeats):
+    """Runs in its own process: the issue's reference convolution (256->256, 3x3, 64x64, batch 2).
+
+    Shared CPUs change speed over time; this figure, next to the one taken when the targets were set
+    (Paddle 155 ms without MKL_DEBUG_CPU_TYPE, PyTorch 53 ms), says how fast the machine is today.
+    """
+    import paddle
+    import paddle.nn.functional as F
+
+    x, w = paddle.randn([2, 256, 64, 64]), paddle.randn([256, 256, 3, 3])
+    seconds = _median_seconds(lambda: F.conv2d(x, w, padding=1).numpy(), 3 * repeats)
+    return {"reference_conv_ms": 1000 * seconds, "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE", "")}
+
+
+def run_case(kind, args, threads, repeats, env=None):
     """Run one case in a fresh process (own threads, own peak memory) and return its JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--_case", kind, "--threads", str(threads),
                "--repeats", str(repeats)] + [str(a) for a in args]
-    out = subprocess.run(command, capture_output=True, text=True)
+    out = subprocess.run(command, capture_output=True, text=True, env=env)
     if out.returncode != 0:
         raise RuntimeError(f"{kind} {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -133,6 +149,13 @@ def run_case(kind, args, threads, repeats):
 def run_tool(script, extra):
     out = subprocess.run([sys.executable, os.path.join(HERE, script)] + extra, text=True)
     return out.returncode
+
+
+def print_machine(rows):
+    with_flag, without = (r["reference_conv_ms"] for r in rows)
+    print(f"Machine check, conv2d 256->256 3x3 at 64x64, batch 2: {with_flag:.0f} ms (MKL_DEBUG_CPU_TYPE=5, as "
+          f"every entry point sets it), {without:.0f} ms without; when the targets were measured: 155 ms "
+          f"without, PyTorch 53 ms")
 
 
 def print_inference(rows):
@@ -172,6 +195,9 @@ def main(argv=None):
 
     from utils.runtime import prepare_cpu
     prepare_cpu(args.threads)
+    if args._case == "machine":
+        print(json.dumps(machine_case(args.threads, args.repeats)))
+        return 0
     if args._case == "inference":
         print(json.dumps(inference_case(int(args.case_args[0]), args.threads, args.repeats)))
         return 0
@@ -181,6 +207,10 @@ def main(argv=None):
         return 0
 
     report = {"threads": args.threads, "cpu": _cpu_name(), "paddle": _paddle_version()}
+    # An empty MKL_DEBUG_CPU_TYPE leaves MKL's default kernels, as the targets' reference was measured.
+    report["machine"] = [run_case("machine", [], args.threads, args.repeats, env=dict(os.environ, MKL_DEBUG_CPU_TYPE=v))
+                         for v in ("5", "")]
+    print_machine(report["machine"])
     if "inference" in args.sections:
         report["inference"] = [run_case("inference", [size], args.threads, args.repeats) for size in args.sizes]
         print_inference(report["inference"])
