@@ -1,7 +1,9 @@
-"""Evaluate restoration on degraded test faces: FID, PSNR, SSIM (and ArcFace identity distance).
+"""Evaluate restoration on degraded test faces: FID, PSNR, SSIM (and ArcFace identity distance, LPIPS).
 
     python test.py -w GPEN-BFR-256.pth --test_path celeba_hq --inception_weights pt_inception.pth
     python test.py -w output/gpen_256/g_ema.pdparams -c configs/gpen_256.yaml --batch_size 8 --save_dir results
+    python test.py -w GPEN-BFR-256.pth --test_path celeba_hq --lpips_weights alex.pth \
+        --lpips_backbone alexnet-owt-7be5be79.pth
 
 Prints `FID: x` and `PSNR: y` (and the others) and writes a JSON report (weights hash, config, N,
 seed, versions). Every number repeats exactly across runs and batch sizes (see metric/evaluation.py).
@@ -18,7 +20,8 @@ from utils.runtime import prepare_cpu
 FLAGS = {"weights": "eval.weights", "test_path": "data.test_path", "seed": "data.test_seed",
          "batch_size": "eval.batch_size", "save_dir": "eval.save_dir", "inception_weights": "eval.inception_weights",
          "fid_stats": "eval.fid_stats", "id_weights": "train.id_weights", "report": "eval.report",
-         "num_workers": "data.num_workers"}
+         "num_workers": "data.num_workers", "lpips_weights": "eval.lpips_weights",
+         "lpips_backbone": "eval.lpips_backbone"}
 
 
 def parse_args(argv):
@@ -35,6 +38,10 @@ def parse_args(argv):
                         help="pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or its .pdparams)")
     parser.add_argument("--fid_stats", default=None, help="reference statistics (.npz with mu, sigma) for FID")
     parser.add_argument("--id_weights", default=None, help="ArcFace model_ir_se50.pth for the identity distance")
+    parser.add_argument("--lpips_weights", default=None,
+                        help="LPIPS linear heads: lpips 0.1.4's lpips/weights/v0.1/alex.pth (with --lpips_backbone)")
+    parser.add_argument("--lpips_backbone", default=None,
+                        help="LPIPS backbone: torchvision's alexnet-owt-7be5be79.pth (with --lpips_weights)")
     parser.add_argument("--report", default=None, help="JSON report path (default <save_dir or .>/report.json)")
     parser.add_argument("--num_workers", type=int, default=None)
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N faces only")
@@ -81,10 +88,18 @@ def main(argv=None):
     if cfg.train.id_weights:
         from loss.id_loss import IDLoss
         id_loss = IDLoss(cfg.train.id_weights)
-    print("LPIPS skipped: it needs a pretrained backbone, which no weights file provides here", file=sys.stderr)
+    lpips = None
+    if cfg.eval.lpips_weights and cfg.eval.lpips_backbone:
+        from metric.lpips import load_lpips
+        lpips = load_lpips(cfg.eval.lpips_weights, cfg.eval.lpips_backbone)
+    else:
+        from metric.lpips import WEIGHTS_HINT as LPIPS_HINT
+        missing = " and ".join(flag for flag, value in (("--lpips_weights", cfg.eval.lpips_weights),
+                                                         ("--lpips_backbone", cfg.eval.lpips_backbone)) if not value)
+        print(f"LPIPS skipped: no {missing} given. {LPIPS_HINT}", file=sys.stderr)
 
     runner = GeneratorRunner(generator, cfg.model.size, backend=args.backend)
-    metrics = evaluate(cfg, runner, inception, id_loss, limit=args.limit, save_dir=cfg.eval.save_dir)
+    metrics = evaluate(cfg, runner, inception, id_loss, limit=args.limit, save_dir=cfg.eval.save_dir, lpips=lpips)
     if "fid" in metrics:
         print(f"FID: {metrics['fid']:.4f}")
     print(f"PSNR: {metrics['psnr']:.4f}" + (f" ({metrics['psnr_identical_pairs']} identical pairs excluded)"
@@ -92,6 +107,8 @@ def main(argv=None):
     print(f"SSIM: {metrics['ssim']:.4f}")
     if "identity_distance" in metrics:
         print(f"ID distance: {metrics['identity_distance']:.4f}")
+    if "lpips" in metrics:
+        print(f"LPIPS: {metrics['lpips']:.4f}")
     n = metrics["count"]
     print(f"{n} faces in {metrics['seconds']:.1f} s ({metrics['seconds'] / max(n, 1):.3f} s per face, "
           f"{runner.backend} backend)")

@@ -8,7 +8,9 @@ size, the worker count or the device. Then:
   the degraded face was made from (gray when the degradation turned it gray);
 * FID (metric.fid, pytorch-fid's Inception and Fréchet distance) between the restored faces and the
   sharp faces at the model's size, or a precomputed reference (`--fid_stats`);
-* ArcFace identity distance 1 − cos(restored, ground truth) when IR-SE50 weights are given.
+* ArcFace identity distance 1 − cos(restored, ground truth) when IR-SE50 weights are given;
+* LPIPS (metric.lpips, lpips 0.1.4's AlexNet v0.1) between the restored face and the ground truth, the
+  mean over faces, when its two weight files are given.
 """
 import hashlib
 import json
@@ -56,11 +58,12 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def evaluate(cfg, run, inception=None, id_loss=None, limit=0, save_dir="", progress=True):
+def evaluate(cfg, run, inception=None, id_loss=None, limit=0, save_dir="", progress=True, lpips=None):
     """Run `run` (float32 NCHW in [-1, 1] -> same) over the degraded test faces; returns the metrics.
 
     inception: a metric.fid.InceptionFeatures or None (FID skipped). id_loss: a loss.id_loss.IDLoss or
-    None (identity distance skipped). limit: evaluate the first `limit` faces only (0 = all).
+    None (identity distance skipped). lpips: a metric.lpips.LPIPS (metric.lpips.load_lpips) or None
+    (LPIPS skipped). limit: evaluate the first `limit` faces only (0 = all).
     """
     dataset = DegradedFaces(cfg)
     n = min(limit, len(dataset)) if limit else len(dataset)
@@ -68,7 +71,7 @@ def evaluate(cfg, run, inception=None, id_loss=None, limit=0, save_dir="", progr
     subset = dataset if n == len(dataset) else _Subset(dataset, indices)
     loader = DataLoader(subset, batch_size=cfg.eval.batch_size, shuffle=False, drop_last=False,
                         num_workers=cfg.data.num_workers)
-    psnrs, ssims, identity, restored_features, sharp_features = [], [], [], [], []
+    psnrs, ssims, identity, perceptual, restored_features, sharp_features = [], [], [], [], [], []
     started = time.perf_counter()
     for lq, gt, sharp, index in tqdm(loader, total=len(loader), desc="evaluating", disable=not progress,
                                      dynamic_ncols=True):
@@ -83,6 +86,9 @@ def evaluate(cfg, run, inception=None, id_loss=None, limit=0, save_dir="", progr
             import paddle
             similarity = id_loss.similarity(paddle.to_tensor(to_network(restored)), paddle.to_tensor(to_network(gt)))
             identity.append(1.0 - similarity.numpy().astype(np.float64))
+        if lpips is not None:
+            from metric.lpips import lpips_batch
+            perceptual.append(lpips_batch(lpips, restored, gt, batch_size=cfg.eval.batch_size))
         if save_dir:
             for k, i in enumerate(index.numpy().tolist()):
                 name = dataset.name(i)
@@ -96,6 +102,8 @@ def evaluate(cfg, run, inception=None, id_loss=None, limit=0, save_dir="", progr
         metrics["fid"] = _fid(cfg, np.concatenate(restored_features), np.concatenate(sharp_features))
     if id_loss is not None:
         metrics["identity_distance"] = float(np.mean(np.concatenate(identity)))
+    if lpips is not None:
+        metrics["lpips"] = float(np.mean(np.concatenate(perceptual)))
     return metrics
 
 

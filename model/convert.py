@@ -333,6 +333,11 @@ KINDS = {
                       transposed=("fc.weight",), batchnorm=True),
     "irse50": Kind("irse50", ("input_layer.0.weight", "output_layer.3.weight"),
                    transposed=("output_layer.3.weight",), batchnorm=True),
+    # LPIPS (metric/lpips.py): torchvision's AlexNet (features.3 exists in neither VGG nor SqueezeNet;
+    # its classifier is dropped by the metric, so its Linear layout does not matter) and the lpips
+    # package's 1x1-conv heads (conv weights keep their layout).
+    "alexnet": Kind("alexnet", ("features.0.weight", "features.3.weight", "features.10.weight")),
+    "lpips_heads": Kind("lpips_heads", ("lin0.model.1.weight", "lin4.model.1.weight")),
 }
 
 
@@ -388,7 +393,8 @@ def load_state_dict(path, kind=None, key=None):
     if found is None:
         first = next(iter(state))
         raise UserError(f"{path}: not weights of a known network (first key '{first}'); "
-                        f"expected a GPEN generator or discriminator, pytorch-fid's Inception or IR-SE50")
+                        f"expected a GPEN generator or discriminator, pytorch-fid's Inception, IR-SE50, "
+                        f"torchvision's AlexNet or lpips's alex heads")
     if kind is not None and found != kind:
         raise UserError(f"{path}: holds {found} weights, but {kind} weights are needed here")
     if framework == "torch":

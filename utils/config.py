@@ -125,7 +125,9 @@ class EvalConfig:
     save_dir: str = ""                # where restored (and degraded) images go; empty = not saved
     inception_weights: str = ""       # pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or .pdparams)
     fid_stats: str = ""               # precomputed reference statistics (.npz with mu, sigma)
-    lpips_weights: str = ""           # LPIPS backbone + linear heads (optional)
+    lpips_weights: str = ""           # LPIPS linear heads: lpips 0.1.4's lpips/weights/v0.1/alex.pth (or .pdparams)
+    lpips_backbone: str = ""          # LPIPS backbone: torchvision's alexnet-owt-7be5be79.pth (or .pdparams);
+                                      # LPIPS is computed only when both files are given
     report: str = ""                  # JSON report path; empty = <save_dir or .>/report.json
 
 
