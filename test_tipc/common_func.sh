@@ -7,6 +7,26 @@
 #     --cpu_threads:1|2
 # `null` (as key or value) means "leave this out of the command".
 
+# The CONFIG MODE arguments every TIPC script takes: checked (usage, mode, file) with one line on stderr,
+# and CONFIG printed as an absolute path (the scripts cd to the repo).
+function func_check_arguments() {
+    local script=$1 config=$2 mode=$3
+    if [[ -z ${config} || -z ${mode} ]]; then
+        echo "usage: bash test_tipc/${script} CONFIG MODE   (MODE: lite_train_lite_infer, whole_train_whole_infer, whole_infer)" >&2
+        return 2
+    fi
+    case ${mode} in
+        lite_train_lite_infer | whole_train_whole_infer | whole_infer) ;;
+        *) echo "${script}: unknown mode '${mode}' (use lite_train_lite_infer, whole_train_whole_infer or whole_infer)" >&2
+           return 2 ;;
+    esac
+    if [[ ! -f ${config} ]]; then
+        echo "${script}: config file not found: ${config}" >&2
+        return 2
+    fi
+    echo "$(cd "$(dirname "${config}")" && pwd)/$(basename "${config}")"
+}
+
 # The text before the first ':' (values may themselves contain ':').
 function func_parser_key() {
     local line=$1

@@ -14,25 +14,11 @@
 # Whatever is missing is reported in one line, with a non-zero exit.
 set -uo pipefail
 
-CONFIG=${1:-}
-MODE=${2:-}
-if [[ -z ${CONFIG} || -z ${MODE} ]]; then
-    echo "usage: bash test_tipc/prepare.sh CONFIG MODE   (MODE: lite_train_lite_infer, whole_train_whole_infer, whole_infer)" >&2
-    exit 2
-fi
-case ${MODE} in
-    lite_train_lite_infer | whole_train_whole_infer | whole_infer) ;;
-    *) echo "prepare.sh: unknown mode '${MODE}' (use lite_train_lite_infer, whole_train_whole_infer or whole_infer)" >&2
-       exit 2 ;;
-esac
-if [[ ! -f ${CONFIG} ]]; then
-    echo "prepare.sh: config file not found: ${CONFIG}" >&2
-    exit 2
-fi
-CONFIG=$(cd "$(dirname "${CONFIG}")" && pwd)/$(basename "${CONFIG}")
+source "$(dirname "${BASH_SOURCE[0]}")/common_func.sh"
+CONFIG=$(func_check_arguments prepare.sh "${1:-}" "${2:-}") || exit 2
+MODE=$2
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "${REPO}" || exit 2
-source test_tipc/common_func.sh
 
 IFS=$'\n' read -d '' -r -a lines < "${CONFIG}"
 python=$(func_parser_value "${lines[2]}")

@@ -7,24 +7,10 @@
 # beside it; the exit status is 1 when any command failed. See test_tipc/README.md.
 set -uo pipefail
 
-CONFIG=${1:-}
-MODE=${2:-}
-if [[ -z ${CONFIG} || -z ${MODE} ]]; then
-    echo "usage: bash test_tipc/test_train_inference_python.sh CONFIG MODE   (MODE: lite_train_lite_infer, whole_train_whole_infer, whole_infer)" >&2
-    exit 2
-fi
-case ${MODE} in
-    lite_train_lite_infer | whole_train_whole_infer | whole_infer) ;;
-    *) echo "test_train_inference_python.sh: unknown mode '${MODE}' (use lite_train_lite_infer, whole_train_whole_infer or whole_infer)" >&2
-       exit 2 ;;
-esac
-if [[ ! -f ${CONFIG} ]]; then
-    echo "test_train_inference_python.sh: config file not found: ${CONFIG}" >&2
-    exit 2
-fi
-CONFIG=$(cd "$(dirname "${CONFIG}")" && pwd)/$(basename "${CONFIG}")
+source "$(dirname "${BASH_SOURCE[0]}")/common_func.sh"
+CONFIG=$(func_check_arguments test_train_inference_python.sh "${1:-}" "${2:-}") || exit 2
+MODE=$2
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 2
-source test_tipc/common_func.sh
 
 IFS=$'\n' read -d '' -r -a lines < "${CONFIG}"
 if (( ${#lines[@]} < 40 )); then
