@@ -1,5 +1,6 @@
-"""Test set-up: CPU threads and MKL's kernel choice are fixed before anything imports paddle, and
-`need_shared` locates the read-only test material beside the repo (skipping when it is absent)."""
+"""Test set-up: CPU threads and MKL's kernel choice are fixed before anything imports paddle,
+`need_shared` locates the read-only test material beside the repo (skipping when it is absent), and
+`tiny_generator_weights` is the small GPEN the test.py end-to-end tests evaluate."""
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,20 @@ def need_shared(*parts):
     if not path.exists():
         pytest.skip(f"needs the shared test material ../shared/{'/'.join(parts)}, which is not beside this clone")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_weights(tmp_path_factory):
+    """A 64-px GPEN (narrow 0.0625) saved as .pdparams, its encoder features let through as in a trained
+    model (the noise weights start at 0)."""
+    import paddle
+
+    from model import FullGenerator
+
+    paddle.seed(7)
+    generator = FullGenerator(64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.0625)
+    for layer in generator.generator.convs:
+        layer.noise.weight.set_value(paddle.to_tensor([0.5]))
+    path = tmp_path_factory.mktemp("g") / "G.pdparams"
+    paddle.save(generator.state_dict(), str(path))
+    return str(path)

@@ -2,23 +2,15 @@
 across runs and batch sizes; FID needs its weights and at least two faces."""
 import json
 
-import paddle
 import pytest
 from conftest import need_shared
 
-from model import FullGenerator
 from utils.errors import UserError
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    paddle.seed(7)
-    generator = FullGenerator(64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.0625)
-    for layer in generator.generator.convs:  # let the encoder features through, as a trained model does
-        layer.noise.weight.set_value(paddle.to_tensor([0.5]))
-    path = tmp_path_factory.mktemp("g") / "G.pdparams"
-    paddle.save(generator.state_dict(), str(path))
-    return str(path)
+def weights(tiny_generator_weights):
+    return tiny_generator_weights
 
 
 def run(weights, tmp_path, *extra):

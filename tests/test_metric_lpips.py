@@ -24,7 +24,6 @@ import pytest
 
 from conftest import need_shared
 from metric.lpips import LPIPS, WEIGHTS_HINT, load_lpips, lpips_batch
-from model import FullGenerator
 from torch_format import save_torch
 from tools.lpips_reference import random_weights, reference_cases
 from utils.errors import UserError
@@ -160,14 +159,8 @@ def test_inputs_must_be_pairs_of_rgb_batches(network):
 # test.py end to end.
 
 @pytest.fixture(scope="module")
-def generator_weights(tmp_path_factory):
-    paddle.seed(7)
-    generator = FullGenerator(64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.0625)
-    for layer in generator.generator.convs:  # let the encoder features through, as a trained model does
-        layer.noise.weight.set_value(paddle.to_tensor([0.5]))
-    path = tmp_path_factory.mktemp("g") / "G.pdparams"
-    paddle.save(generator.state_dict(), str(path))
-    return str(path)
+def generator_weights(tiny_generator_weights):
+    return tiny_generator_weights
 
 
 def _run_test_py(generator_weights, tmp_path, *extra):
