@@ -21,6 +21,18 @@ def need_shared(*parts):
     return path
 
 
+def need_mtcnn_package():
+    """Skip the calling test unless the `mtcnn` package (the default detector's weights, with lz4) is installed."""
+    pytest.importorskip("lz4", reason="the MTCNN weights come with the `mtcnn` package: pip install mtcnn==1.0.0")
+    from faces.mtcnn_weights import default_weight_dir
+    from utils.errors import UserError
+
+    try:
+        default_weight_dir()
+    except UserError as err:
+        pytest.skip(str(err))
+
+
 @pytest.fixture(scope="session")
 def tiny_generator_weights(tmp_path_factory):
     """A 64-px GPEN (narrow 0.0625) saved as .pdparams, its encoder features let through as in a trained

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import need_shared
+from conftest import need_mtcnn_package, need_shared
 
 from faces.detect import Detector, Faces, build_detector, nms
 from faces.evaluate import evaluate_photo, match_faces
@@ -19,15 +19,6 @@ from utils.errors import UserError
 from utils.image_io import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def need_mtcnn_package():
-    """Skip unless the `mtcnn` package (the MTCNN weights, with lz4) is installed."""
-    pytest.importorskip("lz4", reason="the MTCNN weights come with the `mtcnn` package: pip install mtcnn==1.0.0")
-    try:
-        default_weight_dir()
-    except UserError as err:
-        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")

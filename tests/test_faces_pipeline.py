@@ -1,7 +1,7 @@
 """The photo pipeline around an abstract restorer: alignment, batching, paste-back, options, outputs."""
 import numpy as np
 import pytest
-from conftest import need_shared
+from conftest import need_mtcnn_package, need_shared
 
 from faces import (NO_FACE_NOTICE, Faces, feather_mask, identity_restorer, looks_aligned, make_comparison,
                    paste_faces, restore_aligned, restore_photo, similarity_transform, template, write_outputs)
@@ -18,15 +18,9 @@ SOLVAY = "Solvay_conference_1927.png"
 def solvay():
     """The Solvay photo and its faces, found once by the default detector."""
     from faces import build_detector
-    from faces.mtcnn_weights import default_weight_dir
-    from utils.errors import UserError
 
     photo = read_image(str(need_shared("data", "wild", SOLVAY)))
-    pytest.importorskip("lz4", reason="the default detector's weights come with the `mtcnn` package")
-    try:
-        default_weight_dir()
-    except UserError as err:
-        pytest.skip(str(err))
+    need_mtcnn_package()
     detector = build_detector("mtcnn")
     return photo, detector(photo), detector
 
