@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from utils.config import add_config_arguments, config_from_args
+from utils.config import MODEL_FLAGS, add_config_arguments, config_from_args, model_flags_given
 from utils.errors import UserError, run_cli
 from utils.runtime import prepare_cpu
 
@@ -21,8 +21,10 @@ ONNX_AGREEMENT = 1e-4  # max |onnxruntime − Paddle| accepted
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    add_config_arguments(parser, legacy=("size", "mul", "channel_multiplier", "narrow", "threads"))
-    parser.add_argument("--model_path", "--w", "-w", dest="model_path", required=True,
+    add_config_arguments(parser, legacy=MODEL_FLAGS + ("threads",))
+    parser.add_argument("weights", nargs="?", default=None,
+                        help="generator weights, as --model_path (PaddleGAN's TIPC passes them bare)")
+    parser.add_argument("--model_path", "--w", "-w", dest="model_path", default=None,
                         help="generator weights: our .pdparams / training checkpoint or the authors' .pth")
     parser.add_argument("--save_dir", default="inference/GPEN", help="output folder")
     parser.add_argument("--model_name", default="gpen", help="file name stem of the exported files")
@@ -55,15 +57,18 @@ def export_onnx(model_file, params_file, onnx_path, opset, size, reference_run):
 
 def main(argv=None):
     args = parse_args(argv)
-    explicit_model = args.config is not None or any(
-        getattr(args, k) is not None for k in ("size", "mul", "channel_multiplier", "narrow"))
+    if args.weights and args.model_path and args.weights != args.model_path:
+        raise UserError(f"two weight files given ({args.weights} and --model_path {args.model_path}); give one")
+    weights = args.model_path or args.weights
+    if not weights:
+        raise UserError("give the generator weights: export_model.py WEIGHTS or --model_path WEIGHTS")
     cfg = config_from_args(args)
     prepare_cpu(cfg.runtime.threads)
 
     from deploy.predictor import Predictor, export, write_model_info
     from model.loading import load_generator
 
-    generator, model_cfg = load_generator(args.model_path, cfg.model if explicit_model else None)
+    generator, model_cfg = load_generator(weights, cfg.model if model_flags_given(args) else None)
     size = model_cfg.size
     prefix = os.path.join(args.save_dir, args.model_name)
     files = export(generator, [3, size, size], prefix, output_index=0)

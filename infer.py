@@ -5,6 +5,8 @@
         --img faces/ --aligned yes --enable_mkldnn True --cpu_threads 2 --benchmark
     python infer.py --model_dir inference/GPEN --img celeba_hq/ --degrade --seed 0 \
         --inception_weights pt_inception.pth          # PSNR (and FID over the folder)
+    python infer.py --model_dir inference/GPEN --img photo.jpg --detector_model RetinaFace-R50.pth \
+        --parsing_weights ParseNet-latest.pth         # the authors' FaceEnhancement (predict.py's flags)
 
 On CPU, --enable_mkldnn True (oneDNN) is the fast path. On a GPU: --device gpu, optionally
 --use_tensorrt True --precision fp16.
@@ -27,7 +29,7 @@ def str2bool(text):
 
 
 def parse_args(argv):
-    from deploy.restore import add_arguments
+    from predict import add_restore_arguments
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -42,10 +44,27 @@ def parse_args(argv):
     parser.add_argument("--precision", choices=("fp32", "fp16"), default="fp32", help="fp16 needs --device gpu")
     parser.add_argument("--inception_weights", default=None,
                         help="with --degrade on a folder: also report FID (pytorch-fid's Inception weights)")
-    parser.add_argument("--benchmark", action="store_true",
+    parser.add_argument("--benchmark", type=str2bool, nargs="?", const=True, default=False,
                         help="print pre-processing / inference / post-processing latency and throughput")
-    add_arguments(parser)
+    parser.add_argument("--skip_unavailable", action="store_true",
+                        help="a setting this machine cannot run (--device gpu without CUDA; TensorRT or fp16 on "
+                             "the CPU) prints one 'skipped:' line and exits 0 instead of failing (TIPC lists rows "
+                             "for every device)")
+    add_restore_arguments(parser)  # the same restoring flags as predict.py
     return parser.parse_args(argv)
+
+
+def unavailable_setting(args):
+    """Why this machine cannot run the requested device setting, or '' (the Predictor raises the same)."""
+    import paddle
+
+    if args.device == "gpu" and not (paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count()):
+        return "--device gpu needs paddlepaddle-gpu and a GPU; this Paddle is the CPU build or sees no GPU"
+    if args.device == "cpu" and args.use_tensorrt:
+        return "--use_tensorrt True needs --device gpu"
+    if args.device == "cpu" and args.precision != "fp32":
+        return f"--precision {args.precision} needs --device gpu"
+    return ""
 
 
 def model_files(args):
@@ -75,33 +94,44 @@ def folder_fid(args, written, size):
     """FID between the restored faces (middle third of the --degrade strips) and the originals."""
     import numpy as np
 
-    from metric.fid import InceptionFeatures, fid_from_features
+    from deploy.features import inception_features
+    from metric.fid import extract_features, fid_from_features
     from utils.image_io import read_image
 
     strips = [read_image(path) for path in written]
     restored = np.stack([s[:, size:2 * size] for s in strips])
     original = np.stack([s[:, 2 * size:] for s in strips])
-    inception = InceptionFeatures(args.inception_weights)
-    score = fid_from_features(inception.extract_features(restored), inception.extract_features(original))
+    features = inception_features(args.inception_weights, threads=args.cpu_threads)
+    score = fid_from_features(extract_features(features, restored), extract_features(features, original))
     print(f"FID: {score:.4f} over {len(strips)} faces")
 
 
 def main(argv=None):
     args = parse_args(argv)
     prepare_cpu(args.cpu_threads)
+    unavailable = unavailable_setting(args)
+    if unavailable:
+        if not args.skip_unavailable:
+            raise UserError(unavailable)
+        print(f"skipped: {unavailable} (--skip_unavailable)")
+        return 0
 
-    from deploy.predictor import Predictor, read_model_info
-    from deploy.restore import load_inputs, restore_files
+    from deploy.checked import checked_predictor
+    from deploy.predictor import read_model_info
+    from faces.files import load_inputs, restore_files
+    from predict import restore_options
     from utils.config import DegradationConfig
 
-    inputs = load_inputs(args)  # every input read and checked before anything is written
+    options = restore_options(args)
+    inputs = load_inputs(args.img, options)  # every input read and checked before anything is written
     model_file, params_file = model_files(args)
     size = read_model_info(model_file)["size"]
-    predictor = Predictor(model_file, params_file, device=args.device, threads=args.cpu_threads,
-                          mkldnn=args.enable_mkldnn, tensorrt=args.use_tensorrt, precision=args.precision,
-                          input_size=size, max_batch=max(args.batch_size, 1))
+    # Finite on every batch; with oneDNN the first batch is compared with the same program without it.
+    network = checked_predictor(model_file, params_file, "GPEN generator", device=args.device,
+                                threads=args.cpu_threads, mkldnn=args.enable_mkldnn, tensorrt=args.use_tensorrt,
+                                precision=args.precision, input_size=size, max_batch=max(args.batch_size, 1))
     timings = []
-    written = restore_files(args, inputs, predictor, size, DegradationConfig(), timings=timings)
+    written = restore_files(args.img, inputs, network, size, options, DegradationConfig(), timings=timings)
     if args.inception_weights and args.degrade:
         folder_fid(args, written, size)
     if args.benchmark:

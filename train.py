@@ -10,7 +10,7 @@ The authors' flags (--path --iter --batch --channel_multiplier --lr --ckpt ...) 
 import argparse
 import sys
 
-from utils.config import add_config_arguments, config_from_args
+from utils.config import add_config_arguments, command_line_from_args
 from utils.errors import run_cli
 from utils.runtime import prepare_cpu
 
@@ -21,7 +21,7 @@ FLAGS = {
     "batch_size": "train.batch_size", "batch": "train.batch_size",
     "max_iter": "train.max_iter", "iter": "train.max_iter",
     "start_iter": "train.start_iter",
-    "pretrain": "train.pretrain", "resume": "train.resume",
+    "pretrain": "train.pretrain", "weights": "train.pretrain", "resume": "train.resume",
     "output": "train.output_dir", "ckpt": "train.output_dir",
     "save_freq": "train.save_freq", "seed": "train.seed",
     "r1": "train.r1_gamma", "path_regularize": "train.pl_weight",
@@ -52,10 +52,12 @@ def main(argv=None):
     # Several flags name the same key (the authors' and the reproductions' spellings): keep the given one.
     flags = {key: getattr(args, name) for name, key in FLAGS.items() if getattr(args, name) is not None}
     flags.update({"train.g_lr": args.lr, "train.d_lr": args.lr, "train.overwrite": args.overwrite or None})
-    cfg = config_from_args(args, flags)
+    # Kept as a CommandLine: a resumed run applies it over the checkpoint's configuration.
+    command_line = command_line_from_args(args, flags)
+    cfg = command_line.apply()
     prepare_cpu(cfg.runtime.threads)
     from trainer.loop import train
-    return train(cfg)
+    return train(cfg, command_line)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,12 @@ folders included, sorted by path), resizes it to size x size and returns float32
 * mode 'cpu': (lq, hq), degraded here, in the loader's worker (`degradations.degrade`) — the order of the
   authors' FaceDataset, which returns (degraded, real).
 
-Randomness is keyed, not streamed: the degradation of item i in epoch e depends only on (seed, e, i)
-(training) or on (test_seed, i) (`test=True`), so a run repeats exactly whatever the number of workers,
-the batch size or the ranks that share the data. `build_loader` makes the sampler pass the epoch along
-with each index ((epoch, index) keys).
+Randomness is keyed, not streamed: the degradation of item i in epoch e depends only on (seed, e, i),
+so a run repeats exactly whatever the number of workers, the batch size or the ranks that share the
+data. `build_loader` makes the sampler pass the epoch along with each index ((epoch, index) keys).
+
+The evaluation sets of test.py's protocols and of validation are below FaceDataset: `DegradedFaces`
+(sharp faces through the test-time degradation, keyed by (test_seed, i)), `PairedFaces`, `LowQualityFaces`.
 
 An unreadable file is skipped: the item becomes the next readable file in sorted order (deterministic),
 one warning names the file, and `summary()` counts them (workers share the record).
@@ -25,10 +27,10 @@ import paddle
 from paddle.io import DataLoader, Dataset, DistributedBatchSampler
 
 from data_loader.degradations import (TRAIN_STREAM, DegradationSampler, as_float_image, degrade,
-                                      degrade_for_test, keyed_rngs, to_chw)
+                                      degrade_test_face, keyed_rngs)
 from utils.errors import UserError
 from utils.image_io import IMAGE_EXTENSIONS, list_images, read_image
-from utils.imaging import INTERPOLATIONS
+from utils.imaging import INTERPOLATIONS, resize_square, to_network
 
 logger = logging.getLogger(__name__)
 
@@ -51,13 +53,11 @@ class FaceDataset(Dataset):
     interpolation: 'area' | 'nearest' | 'bilinear' | 'bicubic' (DataConfig.interpolation).
     mode: 'cpu' -> items are (lq, hq); 'device' -> items are hq.
     degradation: DegradationConfig (or a DegradationSampler); used in 'cpu' mode.
-    seed: training seed (cfg.train.seed) or, with test=True, the test seed (cfg.data.test_seed).
-    test: repeatable test-time degradation (`degrade_for_test`, no flip), independent of the epoch.
+    seed: training seed (cfg.train.seed).
     fast: the CPU executor's fast blur (equal to the authors' filter2D within ~1e-6).
     """
 
-    def __init__(self, root, size, interpolation="area", mode="cpu", degradation=None, seed=0, test=False,
-                 fast=True):
+    def __init__(self, root, size, interpolation="area", mode="cpu", degradation=None, seed=0, fast=True):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -75,7 +75,6 @@ class FaceDataset(Dataset):
         self.mode = mode
         self.sampler = degradation if isinstance(degradation, DegradationSampler) else DegradationSampler(degradation)
         self.seed = int(seed)
-        self.test = bool(test)
         self.fast = bool(fast)
         self.epoch = 0
         # One byte per file, shared with the loader's worker processes (inherited when they start):
@@ -128,13 +127,10 @@ class FaceDataset(Dataset):
         index = int(index)
         hq = as_float_image(self.load_hq(index))
         if self.mode == "device":
-            return to_chw(hq)
-        if self.test:
-            lq, hq = degrade_for_test(hq, self.seed, index, self.sampler, fast=self.fast)
-        else:
-            params = self.sampler.sample(hq.shape[:2], *keyed_rngs(TRAIN_STREAM, self.seed, epoch, index))
-            lq, hq = degrade(hq, params, self.sampler.kernel_size, fast=self.fast)
-        return to_chw(lq), to_chw(hq)
+            return to_network(hq)
+        params = self.sampler.sample(hq.shape[:2], *keyed_rngs(TRAIN_STREAM, self.seed, epoch, index))
+        lq, hq = degrade(hq, params, self.sampler.kernel_size, fast=self.fast)
+        return to_network(lq), to_network(hq)
 
 
 class FaceBatchSampler(DistributedBatchSampler):
@@ -235,8 +231,136 @@ def build_train_dataset(cfg, mode="cpu"):
                        seed=cfg.train.seed)
 
 
-def build_test_dataset(cfg, path=None):
-    """The evaluation FaceDataset of a Config: (lq, hq) pairs of data.test_path (or `path`), degraded
-    repeatably with data.test_seed."""
-    return FaceDataset(path or cfg.data.test_path, cfg.model.size, cfg.data.interpolation, "cpu",
-                       cfg.degradation, seed=cfg.data.test_seed, test=True)
+# ----------------------------------------------------------------------------------------------------
+# Evaluation sets: what test.py's three protocols read (metric/evaluation.py).
+#
+# Every item is a dict: "input" float32 (3, S, S) RGB in [-1, 1] (what the generator is fed) and "index";
+# where the protocol has them, "target" uint8 (S, S, 3) RGB (the ground truth of PSNR, SSIM, LPIPS and
+# identity), "sharp" (the synthetic protocol's FID reference) and "degraded" (its LQ, saved). `name(i)`
+# is face i's path relative to its folder without the extension: the name of its saved files and of its
+# row in the per-image table.
+
+def face_name(path, root):
+    return os.path.splitext(os.path.relpath(path, root))[0]
+
+
+class DegradedFaces(Dataset):
+    """Synthetic protocol: the sharp faces of `root` at `size` (resized with `interpolation`), each degraded
+    by `degrade_test_face` keyed by (seed, index). Unreadable files are skipped as in FaceDataset."""
+
+    workers = True  # degrading costs more than reading; the loader's workers share it
+
+    def __init__(self, root, size, interpolation="area", degradation=None, seed=0):
+        self.faces = FaceDataset(root, size, interpolation, "device")
+        self.sampler = degradation if isinstance(degradation, DegradationSampler) else DegradationSampler(degradation)
+        self.seed = int(seed)
+
+    def __len__(self):
+        return len(self.faces)
+
+    def name(self, index):
+        return face_name(self.faces.files[index], self.faces.root)
+
+    def __getitem__(self, index):
+        sharp = self.faces.load_hq(index)
+        face = degrade_test_face(sharp, self.seed, index, self.sampler)
+        return {"input": face.network_input, "target": face.target, "sharp": sharp, "degraded": face.degraded,
+                "index": index}
+
+
+def _square_face(path, size, interpolation):
+    image = read_image(path)
+    if image.shape[0] != image.shape[1]:
+        raise UserError(f"{path} is {image.shape[1]}x{image.shape[0]}: evaluation faces are aligned square crops")
+    return resize_square(image, size, interpolation)
+
+
+def _files_by_name(root, what):
+    files = {}
+    for path in list_images(root):
+        name = face_name(path, root)
+        if name in files:
+            raise UserError(f"{what} folder {root} holds two images named {name} "
+                            f"({os.path.basename(files[name])}, {os.path.basename(path)}): names must be unique")
+        files[name] = path
+    if not files:
+        raise UserError(f"no images ({', '.join(e[1:] for e in IMAGE_EXTENSIONS)}) found under {root}")
+    return files
+
+
+def match_by_name(lq_root, hq_root):
+    """Pair the files of two folders by relative path without extension (so 0001.png matches 0001.jpg).
+
+    Returns ([(name, lq path, hq path)] sorted by name, [names of HQ files without an LQ]). Every LQ
+    needs its ground truth: an LQ without one is refused (a score over fewer faces than given would
+    not be the set's score); HQ files without an LQ are left out and counted.
+    """
+    lq, hq = _files_by_name(lq_root, "LQ"), _files_by_name(hq_root, "HQ")
+    missing = [name for name in lq if name not in hq]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise UserError(f"{len(missing)} of the {len(lq)} LQ faces under {lq_root} have no ground truth of the "
+                        f"same name under {hq_root}: {shown}")
+    pairs = [(name, lq[name], hq[name]) for name in sorted(lq)]
+    return pairs, sorted(name for name in hq if name not in lq)
+
+
+class PairedFaces(Dataset):
+    """Paired protocol (e.g. CelebA-Test): LQ faces given as files, each with its ground truth of the same
+    name (`match_by_name`); no degradation. The LQ is resized to `size` with `lq_interpolation` (the
+    field's inference scripts: bilinear), the ground truth with `hq_interpolation` (as every sharp face)."""
+
+    workers = False  # reading is cheap next to the network; in this process a bad file is one clear line
+
+    def __init__(self, lq_root, hq_root, size, lq_interpolation="bilinear", hq_interpolation="area"):
+        self.pairs, self.unmatched_hq = match_by_name(lq_root, hq_root)
+        self.size, self.lq_interpolation, self.hq_interpolation = int(size), lq_interpolation, hq_interpolation
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def name(self, index):
+        return self.pairs[index][0]
+
+    def __getitem__(self, index):
+        _, lq, hq = self.pairs[index]
+        return {"input": to_network(_square_face(lq, self.size, self.lq_interpolation)),
+                "target": _square_face(hq, self.size, self.hq_interpolation), "index": index}
+
+
+class LowQualityFaces(Dataset):
+    """No-reference protocol (e.g. LFW-Test, WebPhoto-Test): LQ faces only, resized like PairedFaces's."""
+
+    workers = False
+
+    def __init__(self, lq_root, size, lq_interpolation="bilinear"):
+        self.root = str(lq_root)
+        self.files = list(_files_by_name(self.root, "LQ").values())
+        self.size, self.lq_interpolation = int(size), lq_interpolation
+
+    def __len__(self):
+        return len(self.files)
+
+    def name(self, index):
+        return face_name(self.files[index], self.root)
+
+    def __getitem__(self, index):
+        return {"input": to_network(_square_face(self.files[index], self.size, self.lq_interpolation)),
+                "index": index}
+
+
+class FirstFaces(Dataset):
+    """The first `count` faces of an evaluation set (test.py --limit); items and names are the set's."""
+
+    def __init__(self, faces, count):
+        self.faces, self.count = faces, min(int(count), len(faces))
+        self.workers = getattr(faces, "workers", False)
+
+    def __len__(self):
+        return self.count
+
+    def name(self, index):
+        return self.faces.name(index)
+
+    def __getitem__(self, index):
+        return self.faces[index]

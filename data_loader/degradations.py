@@ -14,8 +14,8 @@ apply exactly the same degradation:
   what their code draws after `random.seed(s); np.random.seed(s)`.
 * `degrade(hq, params)` applies them with OpenCV.
 
-`degrade_for_test(image, seed, index)` is the repeatable test-time degradation: image `index` gets the
-same LQ for the same `seed`, whatever the batch size, the worker count or the machine's device.
+`degrade_test_face(sharp, seed, index, degradation)` is the repeatable test-time degradation: face `index`
+gets the same LQ for the same `seed`, whatever the batch size, the worker count or the machine's device.
 
 Images here are RGB, HWC, float32 in [0, 1]. The authors work on BGR arrays (cv2.imread); where the
 channel order matters (gray weights, the JPEG colour transform, the layout of the noise field) the code
@@ -25,7 +25,7 @@ import functools
 import math
 import random
 from dataclasses import dataclass
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import cv2
 import numpy as np
@@ -33,6 +33,7 @@ from scipy import special
 
 from utils.config import DegradationConfig
 from utils.errors import UserError
+from utils.imaging import to_images, to_network
 
 KERNEL_FAMILIES = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 
@@ -405,23 +406,29 @@ def as_float_image(image):
     return np.ascontiguousarray(np.clip(image, 0, 1), dtype=np.float32)
 
 
-def to_chw(image):
-    """HWC float32 in [0, 1] -> CHW float32 in [-1, 1] (the networks' input convention)."""
-    return np.ascontiguousarray(image.transpose(2, 0, 1)) * np.float32(2.0) - np.float32(1.0)
+class DegradedFace(NamedTuple):
+    """One sharp face after the test-time degradation, in the forms its users need."""
+    network_input: np.ndarray  # float32 (3, S, S) RGB in [-1, 1]: the degraded face as the generator is fed it
+    target: np.ndarray         # uint8 (S, S, 3) RGB: the ground truth PSNR/SSIM compare with (gray when the LQ is)
+    degraded: np.ndarray       # uint8 (S, S, 3) RGB: the degraded face rounded to 8 bit (saved, shown, and what
+    # a restorer of image files (--degrade) is given)
 
 
-def degrade_for_test(image, seed, index, cfg=None, flip=False, fast=True):
-    """The repeatable test-time degradation of image number `index`: depends only on (seed, index, cfg).
+def degrade_test_face(sharp, seed, index, degradation=None):
+    """The test-time degradation, the one entry of validation, test.py and --degrade.
 
-    image: RGB HWC, uint8 or float in [0, 1] (already at the model's size). Returns (lq, gt) as float32
-    RGB HWC in [0, 1]: gt is the image after the gray step the LQ went through (so PSNR compares like
-    with like). The flip is drawn (the stream stays that of training) but, unless flip=True, not applied,
-    so results line up with the files; a mirrored face is as likely as the original, so the degradation
-    distribution is unchanged.
+    sharp: RGB uint8 (S, S, 3) face at the model's size. seed, index: the face's key — its degradation
+    depends on (seed, index, degradation) alone, whatever the batch, the worker or the device.
+    degradation: a DegradationConfig or a DegradationSampler (None: the default config).
+
+    The training pipeline's draws are made from the stream keyed (TEST_STREAM, seed, index), the flip
+    included (so the stream stays that of training), but the flip is not applied: results line up with
+    the files, and a mirrored face is as likely as the original, so the distribution is unchanged. The
+    target is the face after the gray step the LQ went through, so PSNR compares like with like.
     """
-    sampler = cfg if isinstance(cfg, DegradationSampler) else DegradationSampler(cfg)
-    hq = as_float_image(image)
-    py_rng, np_rng = keyed_rngs(TEST_STREAM, seed, index)
-    params = sampler.sample(hq.shape[:2], py_rng, np_rng)
-    params.flip = params.flip and flip
-    return degrade(hq, params, sampler.kernel_size, fast=fast)
+    sampler = degradation if isinstance(degradation, DegradationSampler) else DegradationSampler(degradation)
+    hq = as_float_image(sharp)
+    params = sampler.sample(hq.shape[:2], *keyed_rngs(TEST_STREAM, seed, index))
+    params.flip = False
+    lq, gt = degrade(hq, params, sampler.kernel_size)
+    return DegradedFace(to_network(lq), to_images(to_network(gt)), to_images(to_network(lq)))

@@ -19,7 +19,7 @@ Same parameters, same maths as the CPU executor (`degradations.degrade`), batche
 * bilinear resize back to the HQ size from the canvas, per sample.
 
 What differs from OpenCV: float DCTs instead of libjpeg's integer ones (a quantised coefficient can land
-one step apart), and the noise realisation. tests/test_data_degradation.py measures both.
+one step apart), and the noise realisation. tests/test_data_device.py measures both against the CPU executor.
 """
 import random
 
@@ -234,14 +234,6 @@ class DeviceDegradation:
         uninterrupted one did."""
         self._py_rng, self._np_rng = keyed_rngs(DEVICE_STREAM, self.seed, step)
         paddle.seed(int(np.random.SeedSequence([DEVICE_STREAM, self.seed % (1 << 64), step]).generate_state(1)[0]))
-
-    def state_dict(self):
-        """The parameter RNGs' state (for an exact resume; Paddle's noise generator is saved by the trainer)."""
-        return {"python": self._py_rng.getstate(), "numpy": self._np_rng.bit_generator.state}
-
-    def set_state_dict(self, state):
-        self._py_rng.setstate(state["python"])
-        self._np_rng.bit_generator.state = state["numpy"]
 
     @paddle.no_grad()
     def __call__(self, hq, params=None):

@@ -5,6 +5,14 @@ The template is the one of the authors' face_enhancement.py / align_faces.py: fi
 (168 x 168, shifted by 28) and scaled to the model's size. At 512 this puts the eyes at about
 (202, 243) and (309, 242), the nose at (256, 304) and the mouth corners at (212, 367) and (301, 367),
 close to the FFHQ alignment the generator was trained on.
+
+Two ways to fit and warp to it:
+* ours (`similarity_transform`, `align_faces`): a float64 fit, cubic warps, shrinking large faces
+  first, reflected borders (what faces.pipeline uses);
+* the authors' (`umeyama`, `authors_transforms`, `authors_crops`): their align_faces.warp_and_crop_face
+  as FaceEnhancement calls it, bit for bit — Umeyama's closed form on float32 points, the inverse
+  fitted separately with the forward scale inverted, a bilinear warp onto black (what faces.enhance
+  uses, and what their fixtures were made with).
 """
 import cv2
 import numpy as np
@@ -90,3 +98,74 @@ def align_faces(image, landmarks, size):
         crops[i] = cv2.warpAffine(source, matrix, (size, size), flags=cv2.INTER_CUBIC,
                                   borderMode=cv2.BORDER_REFLECT101)
     return crops, matrices
+
+
+# ----------------------------------------------------------------------------------------------
+# The authors' alignment (align_faces.py: _umeyama and warp_and_crop_face), as FaceEnhancement uses it.
+
+def umeyama(source, target, scale=None):
+    """Umeyama's least-squares similarity taking `source` (K, 2) onto `target` (K, 2): a 3x3
+    homogeneous matrix and its scale. scale=None estimates the scale; a number imposes it.
+
+    The arithmetic, operation order and dtypes are those of the authors' _umeyama: they hand it float32
+    points, so the means, the covariance, its SVD and the variance stay float32 while the matrix is
+    assembled in float64. Changing any of that moves their crops by a bilinear rounding step.
+    Degenerate points (all equal) give a matrix of NaN, which `authors_transforms` refuses.
+    """
+    count, dim = source.shape
+    source_mean, target_mean = source.mean(axis=0), target.mean(axis=0)
+    source_centred, target_centred = source - source_mean, target - target_mean
+    covariance = target_centred.T @ source_centred / count
+    reflection = np.ones((dim,), np.float64)  # -1 in the last entry when the covariance flips orientation
+    if np.linalg.det(covariance) < 0:
+        reflection[dim - 1] = -1
+    matrix = np.eye(dim + 1, dtype=np.float64)
+    u, singular, vt = np.linalg.svd(covariance)
+    rank = np.linalg.matrix_rank(covariance)
+    if rank == 0:
+        return np.full((dim + 1, dim + 1), np.nan), np.nan
+    if rank == dim - 1:  # collinear points: the rotation's handedness comes from U and V themselves
+        if np.linalg.det(u) * np.linalg.det(vt) > 0:
+            matrix[:dim, :dim] = u @ vt
+        else:
+            flipped = reflection.copy()
+            flipped[dim - 1] = -1
+            matrix[:dim, :dim] = u @ np.diag(flipped) @ vt
+    else:
+        matrix[:dim, :dim] = u @ np.diag(reflection) @ vt
+    if scale is None:
+        scale = 1.0 / source_centred.var(axis=0).sum() * (singular @ reflection)
+    matrix[:dim, dim] = target_mean - scale * (matrix[:dim, :dim] @ source_mean)
+    matrix[:dim, :dim] *= scale
+    return matrix, scale
+
+
+def authors_transforms(landmarks, size):
+    """(photo -> crop, crop -> photo) 2x3 float64 matrices for a size x size face, as the authors' 
+    warp_and_crop_face computes them: both fitted by `umeyama` on float32 points, the inverse with the
+    forward scale inverted (not the matrix inverse). landmarks: (5, 2) x, y in photo pixels."""
+    source = np.float32(landmarks).reshape(5, 2)
+    target = np.float32(template(size))
+    forward, scale = umeyama(source, target)
+    inverse, _ = umeyama(target, source, scale=1.0 / scale)
+    if not (np.isfinite(forward).all() and np.isfinite(inverse).all()):
+        raise ValueError(f"degenerate face landmarks {source.tolist()}: no similarity transform")
+    return forward[:2], inverse[:2]
+
+
+def authors_crops(image, landmarks, size):
+    """The authors' aligned crops (N, size, size, C) of `image` and their crop -> photo matrices (N, 2, 3).
+
+    Bilinear warps with a black border: their cv2.warpAffine(..., flags=3) asks for INTER_AREA, which
+    warpAffine does not implement and runs as INTER_LINEAR (the fixtures' README checked they are equal)."""
+    crops = np.empty((len(landmarks), size, size) + image.shape[2:], image.dtype)
+    inverses = np.empty((len(landmarks), 2, 3), np.float64)
+    for i, points in enumerate(landmarks):
+        forward, inverses[i] = authors_transforms(points, size)
+        crops[i] = cv2.warpAffine(image, forward, (size, size), flags=cv2.INTER_LINEAR)
+    return crops, inverses
+
+
+def points_from_retinaface(row):
+    """(5, 2) x, y landmarks from one row of RetinaFace's detect() layout [x0..x4, y0..y4]."""
+    return np.reshape(np.asarray(row), (2, 5)).T

@@ -19,7 +19,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from faces.detect import Detector, Faces, nms
+from faces.detection import Detector, Faces, nms
 from faces.mtcnn_weights import load_mtcnn_weights
 
 PNET_CELL = 12  # P-Net looks at 12x12 windows ...

@@ -5,9 +5,9 @@ decompressed, each is a pickle (protocol 4) of a list of `joblib.numpy_pickle.Nu
 place-holders, each followed in the byte stream by the raw bytes of its array (an alignment byte
 count, that many padding bytes, then the C-ordered data). The list is the Keras `get_weights()` order.
 
-Loading runs no pickled code: the unpickler below resolves only three names (the wrapper, numpy's
-ndarray class as an inert marker, numpy's dtype restricted to plain numeric types) and reads the array
-bytes itself. The `mtcnn` package is located through its installed metadata, so its `__init__` (which
+Loading runs no pickled code: the project's one restricted unpickler (utils.weights) resolves only
+three names here (the wrapper, numpy's ndarray class as an inert marker, numpy's dtype restricted to
+plain numeric types), and a hook on BUILD reads the array bytes that follow each wrapper. The `mtcnn` package is located through its installed metadata, so its `__init__` (which
 imports TensorFlow) is never executed.
 """
 import importlib.metadata
@@ -18,61 +18,39 @@ import pickle
 import numpy as np
 
 from utils.errors import UserError
+from utils.weights import NUMPY_GLOBALS, restricted_load
 
 NETWORKS = ("pnet", "rnet", "onet")
-_NUMERIC_KINDS = "fiub"  # float, signed, unsigned, bool: the only dtypes a weight array may have
 
 
 class _ArrayPlaceholder:
     """Stands in for joblib's NumpyArrayWrapper: receives its attribute dict, nothing else."""
 
 
-def _numeric_dtype(spec, align=False, copy=True):
-    dtype = np.dtype(spec)
-    if dtype.kind not in _NUMERIC_KINDS or dtype.hasobject:
-        raise pickle.UnpicklingError(f"weight array of non-numeric dtype {spec!r}")
-    return dtype
+def _read_array(stream, meta):
+    """The array joblib writes into the stream right after its NumpyArrayWrapper's BUILD."""
+    dtype, shape, order = meta["dtype"], tuple(int(n) for n in meta["shape"]), meta.get("order", "C")
+    if not isinstance(dtype, np.dtype) or meta.get("subclass", np.ndarray) is not np.ndarray:
+        raise pickle.UnpicklingError("unexpected array description in a weight file")
+    if meta.get("numpy_array_alignment_bytes") is not None:
+        padding = stream.read(1)[0]
+        stream.read(padding)
+    count = int(np.prod(shape, dtype=np.int64))
+    data = stream.read(count * dtype.itemsize)
+    if len(data) != count * dtype.itemsize:
+        raise pickle.UnpicklingError("weight file ends inside an array")
+    array = np.frombuffer(data, dtype=dtype, count=count)
+    array = array.reshape(shape[::-1]).T if order == "F" else array.reshape(shape)
+    return np.ascontiguousarray(array.astype(dtype.newbyteorder("=")))
 
 
-class _WeightUnpickler(pickle._Unpickler):  # the pure-Python unpickler lets BUILD be intercepted
-    _ALLOWED = {
-        ("joblib.numpy_pickle", "NumpyArrayWrapper"): _ArrayPlaceholder,
-        ("numpy", "ndarray"): np.ndarray,  # only stored as the wrapper's `subclass` attribute
-        ("numpy", "dtype"): _numeric_dtype,
-    }
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self._stream = stream
-
-    def find_class(self, module, name):
-        try:
-            return self._ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weight file") from None
-
-    def _load_build(self):
-        pickle._Unpickler.load_build(self)
-        if isinstance(self.stack[-1], _ArrayPlaceholder):
-            self.stack[-1] = self._read_array(self.stack[-1].__dict__)
-
-    def _read_array(self, meta):
-        dtype, shape, order = meta["dtype"], tuple(int(n) for n in meta["shape"]), meta.get("order", "C")
-        if not isinstance(dtype, np.dtype) or meta.get("subclass", np.ndarray) is not np.ndarray:
-            raise pickle.UnpicklingError("unexpected array description in a weight file")
-        if meta.get("numpy_array_alignment_bytes") is not None:
-            padding = self._stream.read(1)[0]
-            self._stream.read(padding)
-        count = int(np.prod(shape, dtype=np.int64))
-        data = self._stream.read(count * dtype.itemsize)
-        if len(data) != count * dtype.itemsize:
-            raise pickle.UnpicklingError("weight file ends inside an array")
-        array = np.frombuffer(data, dtype=dtype, count=count)
-        array = array.reshape(shape[::-1]).T if order == "F" else array.reshape(shape)
-        return np.ascontiguousarray(array.astype(dtype.newbyteorder("=")))
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-    dispatch[pickle.BUILD[0]] = _load_build
+# The three names a joblib dump of arrays needs: the wrapper (an inert placeholder receiving its attribute
+# dict), numpy's ndarray class (only stored as the wrapper's `subclass`) and numeric dtypes.
+_JOBLIB_GLOBALS = {
+    ("joblib.numpy_pickle", "NumpyArrayWrapper"): _ArrayPlaceholder,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): NUMPY_GLOBALS[("numpy", "dtype")],
+}
 
 
 def read_joblib_lz4_arrays(path):
@@ -85,9 +63,14 @@ def read_joblib_lz4_arrays(path):
     try:
         with open(path, "rb") as handle:
             raw = lz4.frame.decompress(handle.read())
-        arrays = _WeightUnpickler(io.BytesIO(raw)).load()
-    except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, KeyError, ValueError, IndexError) as err:
+    except (OSError, RuntimeError) as err:
         raise UserError(f"not an MTCNN weight file (joblib + lz4 arrays): {path} ({err})") from None
+    stream = io.BytesIO(raw)
+
+    def read_wrapped_array(obj):
+        return _read_array(stream, obj.__dict__) if isinstance(obj, _ArrayPlaceholder) else obj
+
+    arrays = restricted_load(stream, path, _JOBLIB_GLOBALS, build_hook=read_wrapped_array)
     if not isinstance(arrays, list) or not all(isinstance(a, np.ndarray) for a in arrays):
         raise UserError(f"not an MTCNN weight file (expected a list of arrays): {path}")
     return arrays

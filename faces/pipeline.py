@@ -13,7 +13,7 @@ import numpy as np
 
 from faces.align import align_faces, template
 from faces.blend import SMALL_FACE, paste_faces
-from faces.detect import Faces
+from faces.detection import Faces
 from utils.image_io import write_image
 
 NO_FACE_NOTICE = "no face found: the photo is returned unchanged"
@@ -64,7 +64,7 @@ def restore_photo(image, restorer, detector, size, batch_size=4, alpha=1.0, upsc
                   small_face=SMALL_FACE, faces=None):
     """Restore every face of `image` (uint8 RGB HWC) and blend it back; returns a PhotoResult.
 
-    detector: a faces.detect.Detector (or any callable image -> Faces); unused when `faces` is given.
+    detector: a faces.detection.Detector (or any callable image -> Faces); unused when `faces` is given.
     size: the restorer's face size (256, 512, ...). alpha: 1 = restored faces, 0 = original.
     upscale: factor for the output photo (the background is resized plainly, faces come from the
     full-resolution crops). small_face: faces smaller than this (output pixels) get a light blur.

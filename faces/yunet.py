@@ -12,7 +12,7 @@ import os
 import cv2
 import numpy as np
 
-from faces.detect import Detector, Faces, nms
+from faces.detection import Detector, Faces, nms
 from utils.errors import UserError
 
 FIXED_INPUT = 640  # input side of the YuNet models exported with a fixed size

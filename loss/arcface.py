@@ -2,7 +2,7 @@
 
 The network is the one of the authors' `training/loss/model_irse.py` (TreB1eN's InsightFace model as
 used by pSp): `Backbone(input_size=112, num_layers=50, mode='ir_se')`. The attribute names follow
-theirs, so `model_ir_se50.pth` loads by name through `model.convert.load_state_dict(path, 'irse50')`.
+theirs, so `model_ir_se50.pth` loads by name through `utils.weights.read_state_dict(path, IRSE50_WEIGHTS)`.
 
 The network is only ever used frozen and in inference mode (`Backbone` takes no gradient for its
 weights and ignores `.train()`):
@@ -19,7 +19,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.convert import check_state_dict, load_state_dict
+from utils.weights import WeightKind, check_state_dict, read_state_dict
 from utils.errors import UserError
 
 EMBEDDING_DIM = 512
@@ -224,6 +224,11 @@ def face_input(images):
 # ----------------------------------------------------------------------------------------------
 # Weights.
 
+# The authors' model_ir_se50.pth (a legacy torch pickle); its Linear layer becomes paddle's (in, out).
+IRSE50_WEIGHTS = WeightKind("IR-SE50 (ArcFace)", markers=("input_layer.0.weight", "output_layer.3.weight"),
+                            hint="expected the authors' model_ir_se50.pth or its conversion",
+                            transposed=("output_layer.3.weight",), batchnorm=True)
+
 def load_backbone(path):
     """Build the IR-SE50 and load `path`: the authors' `model_ir_se50.pth` (either PyTorch
     container, float32 or float16 storage) or its conversion saved as .pdparams.
@@ -231,7 +236,7 @@ def load_backbone(path):
     Returns a frozen `Backbone` in eval mode. A file whose keys or shapes differ raises a UserError
     (see `check_state_dict`).
     """
-    state, _, _ = load_state_dict(path, kind="irse50")
+    state = read_state_dict(path, IRSE50_WEIGHTS).state
     model = Backbone()
     expected = model.state_dict()
     check_state_dict(state, expected, path, "IR-SE50", "is this the authors' model_ir_se50.pth or its conversion?")

@@ -1,14 +1,17 @@
 """Frechet Inception Distance as pytorch-fid computes it.
 
 Conventions:
-* Features are pool3 of pytorch-fid's Inception-v3 (`metric.inception`), one 2048-vector per image.
-  `InceptionFeatures.extract_features` accepts uint8 images (N, H, W, 3) RGB 0..255 (what
-  `utils.image_io.read_image` returns) or float images (N, 3, H, W) RGB in [0, 1]; uint8 becomes
-  float32 u8 / 255 exactly as pytorch-fid's ToTensor does. Any size; the network resizes to 299.
-  pytorch-fid reads PNG/JPEG files, so FID of generated images is computed on their 8-bit version.
+* Features are pool3 of pytorch-fid's Inception-v3 (`metric.inception`), one 2048-vector per image,
+  from a *feature function* the caller passes (float32 (N, 3, H, W) RGB in [0, 1] -> (N, 2048);
+  `deploy.features.inception_features` serves the network): this module never runs a network itself.
+  `extract_features` accepts uint8 images (N, H, W, 3) RGB 0..255 (what `utils.image_io.read_image`
+  returns) or float images (N, 3, H, W) RGB in [0, 1]; uint8 becomes float32 u8 / 255 exactly as
+  pytorch-fid's ToTensor does. Any size; the network resizes to 299. pytorch-fid reads PNG/JPEG files,
+  so FID of generated images is computed on their 8-bit version.
 * Statistics: mu = mean over images, sigma = np.cov(features, rowvar=False) (unbiased, n - 1), all
   float64. Saved as .npz with keys `mu` and `sigma`, the format of pytorch-fid's `--save-stats`, so
-  files of either tool load in the other.
+  files of either tool load in the other; BasicSR's `.pth` statistics (`{name, size, mean, cov}`,
+  e.g. its FFHQ-512 reference) load too (`load_statistics`).
 * FID = ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr(sqrtm(sigma1 sigma2)), in float64 with
   `scipy.linalg.sqrtm`. If the square root of the product is not finite (a singular product; old SciPy
   releases return inf/nan there), both covariances get 1e-6 added to their diagonal and the root is
@@ -19,11 +22,13 @@ Conventions:
 """
 import os
 import warnings
+import zipfile
 
 import numpy as np
 from scipy import linalg
 
 from utils.errors import UserError
+from utils.weights import is_torch_file, read_torch_file
 
 FEATURE_DIM = 2048
 SQRTM_OFFSET = 1e-6
@@ -61,10 +66,25 @@ def save_statistics(path, mu, sigma):
     np.savez_compressed(path, mu=np.asarray(mu, np.float64), sigma=np.asarray(sigma, np.float64))
 
 
-def load_statistics(path):
-    """Read (mu, sigma) from a .npz written by `save_statistics` or pytorch-fid's --save-stats."""
-    if not os.path.isfile(path):
-        raise UserError(f"FID statistics file not found: {path}")
+def _is_zip_of_arrays(path):
+    # Both an .npz and a torch >= 1.6 checkpoint are zip files; the checkpoint holds a data.pkl.
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return not any(name == "data.pkl" or name.endswith("/data.pkl") for name in archive.namelist())
+
+
+def _torch_statistics(path):
+    """BasicSR's statistics file: torch.save(dict(name, size, mean, cov)) with numpy arrays inside."""
+    content = read_torch_file(path, numpy_arrays=True)
+    if not isinstance(content, dict) or not {"mean", "cov"} <= set(content):
+        have = ", ".join(map(str, content)) if isinstance(content, dict) else type(content).__name__
+        raise UserError(f"{path}: not FID statistics (BasicSR's .pth holds 'mean' and 'cov'; this holds "
+                        f"{have or 'nothing'})")
+    return content["mean"], content["cov"]
+
+
+def _npz_statistics(path):
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as err:
@@ -76,9 +96,30 @@ def load_statistics(path):
             raise UserError(f"{path}: not FID statistics (an .npz with arrays 'mu' and 'sigma' is needed; "
                             f"it has {', '.join(data.files) or 'nothing'})")
         try:
-            mu, sigma = data["mu"].astype(np.float64), data["sigma"].astype(np.float64)
-        except ValueError as err:  # object arrays (pickles) are refused; non-numeric arrays do not convert
+            return data["mu"], data["sigma"]
+        except ValueError as err:  # object arrays (pickles) are refused
             raise UserError(f"{path}: 'mu'/'sigma' are not numeric arrays ({err})") from None
+
+
+def load_statistics(path):
+    """Read reference statistics (mu, sigma) as float64 from either file the field publishes:
+
+    * pytorch-fid's `.npz` (`--save-stats`, or `save_statistics` here): arrays `mu` and `sigma`;
+    * BasicSR's `.pth` (e.g. `inception_FFHQ_512-f7b384ab.pth`): a legacy `torch.save` pickle of
+      `{name, size, mean, cov}` holding numpy arrays, read without torch by the restricted unpickler
+      (`utils.weights`), which rebuilds numeric numpy arrays and nothing else.
+    The container is told from the content, not the extension.
+    """
+    if not os.path.isfile(path):
+        raise UserError(f"FID statistics file not found: {path}")
+    if not _is_zip_of_arrays(path) and is_torch_file(path):
+        mu, sigma = _torch_statistics(path)
+    else:
+        mu, sigma = _npz_statistics(path)
+    try:
+        mu, sigma = np.asarray(mu).astype(np.float64), np.asarray(sigma).astype(np.float64)
+    except (TypeError, ValueError) as err:  # non-numeric arrays do not convert
+        raise UserError(f"{path}: the statistics are not numeric arrays ({err})") from None
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
         raise UserError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
     return mu, sigma
@@ -122,9 +163,7 @@ def fid_from_features(features1, features2):
 
 
 # ----------------------------------------------------------------------------------------------
-# Feature extraction (imports paddle; call utils.runtime.prepare_cpu first in scripts).
-
-BACKENDS = ("auto", "dygraph", "predictor")
+# Features of images, from a feature function (numpy only: the function may run anywhere).
 
 
 def _to_unit_float(images):
@@ -146,82 +185,18 @@ def _to_unit_float(images):
     raise TypeError(f"images must be uint8 (N, H, W, 3) or float (N, 3, H, W), got {images.dtype}")
 
 
-class InceptionFeatures:
-    """Batched pool3 extraction with pytorch-fid's Inception on the current Paddle device.
+def extract_features(features, images, batch_size=8):
+    """Features of `images` -> (N, D) float64, computed in chunks of `batch_size`.
 
-    weights: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` or its converted .pdparams; a
-        missing path raises a UserError saying what FID needs and how to convert it.
-    backend: 'dygraph' runs the paddle.nn network (the reference); 'predictor' runs the same network
-        exported to a Paddle Inference predictor with oneDNN (CPU only); 'auto' picks the predictor
-        on CPU and dygraph on a GPU.
-    threads: CPU threads for the predictor; 0 takes OMP_NUM_THREADS (what utils.runtime.prepare_cpu
-        set, and what dygraph uses), else the CPU count. (The predictor's own default would be 1.)
-    If the predictor cannot be built, 'auto' warns and falls back to dygraph.
+    features: the feature function, float32 (n, 3, H, W) RGB in [0, 1] -> (n, D) (pytorch-fid's
+    Inception: `deploy.features.inception_features(weights)`). images: uint8 (N, H, W, 3) RGB 0..255
+    or float (N, 3, H, W) RGB in [0, 1] (one image without the N axis is accepted too).
     """
-
-    def __init__(self, weights, backend="auto", threads=0):
-        import paddle
-
-        from metric.inception import load_inception
-
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        self.network = load_inception(weights)
-        on_cpu = paddle.get_device() == "cpu"
-        auto = backend == "auto"
-        if auto:
-            backend = "predictor" if on_cpu else "dygraph"
-        if backend == "predictor" and not on_cpu:
-            raise ValueError("the predictor backend runs on CPU only; use backend='dygraph' on a GPU")
-        self._predictor = None
-        if backend == "predictor":
-            try:
-                from metric.inception import INPUT_SIZE, Pool3FromPrepared
-                from deploy.predictor import Predictor
-                # The resize stays in dygraph: Paddle 3.3's oneDNN executor rejects the bilinear resize op.
-                # All default oneDNN passes ran cleanly for this network: outputs finite and within 1e-3
-                # of dygraph in repeated fresh processes (tools/benchmark_fid.py).
-                self._predictor = Predictor.from_layer(Pool3FromPrepared(self.network), [3, INPUT_SIZE, INPUT_SIZE],
-                                                       threads=threads)
-            except Exception as err:  # noqa: BLE001  (any export/pass failure: dygraph is the reference)
-                if not auto:
-                    raise
-                warnings.warn(f"Paddle Inference predictor for the Inception network could not be built "
-                              f"({type(err).__name__}: {err}); using dygraph", RuntimeWarning, stacklevel=2)
-                backend = "dygraph"
-        self.backend = backend
-
-    def _pool3(self, batch):
-        import paddle
-
-        with paddle.no_grad():
-            x = paddle.to_tensor(batch)
-            if self._predictor is not None:
-                features = self._predictor(self.network.prepare_input(x).numpy())
-                if np.isfinite(features).all():
-                    return features
-                # pool3 is a mean of ReLU outputs: anything non-finite is a predictor fault.
-                warnings.warn("the Inception predictor returned non-finite features; switching to dygraph",
-                              RuntimeWarning, stacklevel=3)
-                self._predictor, self.backend = None, "dygraph"
-            return self.network(x).numpy()
-
-    def extract_features(self, images, batch_size=8):
-        """pool3 features of `images` -> (N, 2048) float64.
-
-        images: uint8 (N, H, W, 3) RGB 0..255, or float (N, 3, H, W) RGB in [0, 1] (a single
-        image without the N axis is accepted too). Run in chunks of `batch_size`.
-        """
-        images = np.asarray(images)
-        if images.ndim == 3:
-            images = images[None]
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        out = np.empty((images.shape[0], FEATURE_DIM), dtype=np.float64)
-        for start in range(0, images.shape[0], batch_size):
-            out[start:start + batch_size] = self._pool3(_to_unit_float(images[start:start + batch_size]))
-        return out
-
-    def statistics(self, images, batch_size=8):
-        """(mu, sigma) of the pool3 features of `images` (see extract_features for the input)."""
-        return compute_statistics(self.extract_features(images, batch_size))
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    chunks = [np.asarray(features(_to_unit_float(images[start:start + batch_size])), dtype=np.float64)
+              for start in range(0, images.shape[0], batch_size)]
+    return np.concatenate(chunks) if chunks else np.empty((0, FEATURE_DIM), np.float64)

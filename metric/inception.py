@@ -11,7 +11,7 @@ Conventions:
   `F.interpolate` in pytorch-fid), maps [0, 1] to [-1, 1] by 2x - 1, and returns pool3: (N, 2048) float32.
 * Every convolution is conv (no bias) -> BatchNorm (eps 1e-3, running statistics) -> ReLU; the model
   is only ever used in eval mode and without gradients.
-* Sub-layer names are pytorch-fid's, so the state dict that `model.convert.load_state_dict(path,
+* Sub-layer names are pytorch-fid's, so the state dict that `utils.weights.read_state_dict(path,
   kind='inception')` returns loads by name (BatchNorm buffers as `_mean`/`_variance`, `fc.weight`
   stored (2048, 1008) as paddle's Linear keeps it). `fc` is not part of FID; `logits()` exposes it so
   that a transposed weight can be caught.
@@ -22,7 +22,7 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
-from model.convert import check_state_dict, load_state_dict
+from utils.weights import WeightKind, check_state_dict, read_state_dict
 from utils.errors import UserError
 
 INPUT_SIZE = 299
@@ -33,6 +33,11 @@ WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_wei
 WEIGHTS_HINT = (f"FID needs pytorch-fid's Inception weights: download {WEIGHTS_FILE} ({WEIGHTS_URL}), "
                 f"convert them with `python tools/convert_weights.py {WEIGHTS_FILE} inception.pdparams` "
                 f"and pass that file as --inception_weights")
+# pytorch-fid's file: torch BatchNorm statistics and a Linear classifier (out, in) become paddle's.
+INCEPTION_WEIGHTS = WeightKind("pytorch-fid Inception", markers=("Conv2d_1a_3x3.conv.weight",
+                                                                 "Mixed_7c.branch_pool.conv.weight"),
+                               hint=f"expected {WEIGHTS_FILE} or its conversion", transposed=("fc.weight",),
+                               batchnorm=True)
 
 
 class BasicConv2d(nn.Layer):
@@ -258,7 +263,7 @@ def load_inception(path):
         raise UserError(WEIGHTS_HINT)
     if not os.path.isfile(path):
         raise UserError(f"Inception weights not found: {path}. {WEIGHTS_HINT}")
-    state, _, _ = load_state_dict(path, kind="inception")
+    state = read_state_dict(path, INCEPTION_WEIGHTS).state
     model = FIDInceptionV3()
     check_state_dict(state, model.state_dict(), path, "pytorch-fid Inception",
                      "is this pt_inception-2015-12-05-6726825d.pth or its conversion?")

@@ -16,7 +16,7 @@ Conventions:
   inputs' taps; a 1x1 convolution to one channel without bias (lpips's "lin" heads; their dropout is
   inactive in eval); the spatial mean; the sum over the five layers. Any input size that survives the
   three pools works (lpips upsamples nothing when `spatial=False`, and neither do we).
-* Weights come from two files the user supplies, read by `model.convert.load_state_dict` (no torch,
+* Weights come from two files the user supplies, read by `utils.weights.read_state_dict` (no torch,
   no code from the checkpoint runs):
   - the backbone: torchvision's ImageNet AlexNet `alexnet-owt-7be5be79.pth` (keys `features.0.weight`
     .. `features.10.bias` and `classifier.*`; only `features.*` is used, the classifier is dropped);
@@ -31,7 +31,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from model.convert import check_state_dict, load_state_dict
+from utils.weights import WeightKind, check_state_dict, read_state_dict
 from utils.errors import UserError
 
 # lpips 0.1.4, lpips.py ScalingLayer: maps [-1, 1] input towards ImageNet-normalised statistics.
@@ -48,6 +48,13 @@ HEADS_FILE = "lpips/weights/v0.1/alex.pth"
 WEIGHTS_HINT = (f"LPIPS needs two files: torchvision's AlexNet weights {BACKBONE_FILE} ({BACKBONE_URL}) "
                 f"as --lpips_backbone, and the linear heads {HEADS_FILE} from the lpips 0.1.4 package "
                 f"(`pip download lpips==0.1.4 --no-deps` and unzip the wheel) as --lpips_weights")
+# torchvision's AlexNet (features.3 exists in neither VGG nor SqueezeNet; its classifier is dropped, so
+# its Linear layout does not matter) and lpips's 1x1-conv heads (conv weights keep their layout).
+ALEXNET_WEIGHTS = WeightKind("torchvision AlexNet", markers=("features.0.weight", "features.3.weight",
+                                                             "features.10.weight"),
+                             hint=f"expected torchvision's {BACKBONE_FILE} (--lpips_backbone)")
+LPIPS_HEADS_WEIGHTS = WeightKind("LPIPS alex heads", markers=("lin0.model.1.weight", "lin4.model.1.weight"),
+                                 hint=f"expected lpips's {HEADS_FILE} (--lpips_weights)")
 
 
 class NetLinLayer(nn.Layer):
@@ -133,7 +140,7 @@ def _read(path, kind, what, flag):
         raise UserError(f"no {what} file given ({flag}). {WEIGHTS_HINT}")
     if not os.path.isfile(path):
         raise UserError(f"{what} file not found: {path} ({flag}). {WEIGHTS_HINT}")
-    state, _, _ = load_state_dict(path, kind=kind)
+    state = read_state_dict(path, kind).state
     return state
 
 
@@ -142,8 +149,8 @@ def load_lpips(weights, backbone):
     weights/v0.1/alex.pth) and the AlexNet file `backbone` (torchvision's alexnet-owt-7be5be79.pth),
     either as .pth or converted .pdparams. A missing, wrong or mismatching file raises a UserError
     naming it."""
-    heads = _read(weights, "lpips_heads", "LPIPS heads", "--lpips_weights")
-    trunk = _read(backbone, "alexnet", "LPIPS backbone", "--lpips_backbone")
+    heads = _read(weights, LPIPS_HEADS_WEIGHTS, "LPIPS heads", "--lpips_weights")
+    trunk = _read(backbone, ALEXNET_WEIGHTS, "LPIPS backbone", "--lpips_backbone")
     trunk = {k: v for k, v in trunk.items() if not k.startswith("classifier.")}  # not part of LPIPS
     model = LPIPS()
     expected = model.state_dict()

@@ -1,10 +1,10 @@
 """Compare the metrics a TIPC step printed with the expected ones in test_tipc/results/.
 
     python test_tipc/compare_results.py --step eval --log EVAL_LOG \
-        --expected test_tipc/results/GPEN/lite_train_lite_infer.txt --data test_tipc/data/lite
+        --expected test_tipc/results/GPEN/lite_train_lite_infer.txt --data test_tipc/data
     python test_tipc/compare_results.py --step infer --log INFER_LOG --reference EVAL_LOG --precision fp32 \
-        --expected test_tipc/results/GPEN/lite_train_lite_infer.txt --data test_tipc/data/lite
-    python test_tipc/compare_results.py --fingerprint test_tipc/data/lite     # for a new `data` row
+        --expected test_tipc/results/GPEN/lite_train_lite_infer.txt --data test_tipc/data
+    python test_tipc/compare_results.py --fingerprint test_tipc/data     # for a new `data` row
 
 Two kinds of check, each printed as one line; the exit status is 1 when any fails:
 * expected: the step's `PSNR:` / `SSIM:` lines against the results file's values for the lite data set
@@ -26,8 +26,8 @@ import sys
 # (TensorRT on a GPU) rounds every activation.
 AGREEMENT_DB = {"fp32": 0.01, "fp16": 0.5}
 
-# The lite data sets prepare.sh builds from other people's folders (GPEN_TIPC_DATA) have no expected
-# values; say so and pass instead of failing.
+# Lite data built from the user's own folder (GPEN_TIPC_DATA) has no expected values; say so and pass
+# instead of failing.
 CUSTOM_SOURCE = "GPEN_TIPC_DATA"
 
 METRIC_LINE = re.compile(r"^(PSNR|SSIM|FID): *([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)\b", re.M)
@@ -104,7 +104,7 @@ def compare_expected(args, found):
     """Checks against the results file; returns the number of failed checks."""
     data_sets, expected = read_expected(args.expected)
     if not args.data:
-        raise SystemExit("compare_results: --expected needs --data (the lite data folder prepare.sh built)")
+        raise SystemExit("compare_results: --expected needs --data (test_tipc/data, built by prepare.sh)")
     this_set = fingerprint(args.data)
     names = [name for name, value in data_sets.items() if value == this_set]
     source = data_source(args.data)
@@ -143,7 +143,7 @@ def main(argv=None):
     parser.add_argument("--log", help="log of the step to check (its stdout and stderr)")
     parser.add_argument("--step", choices=("eval", "infer"), help="which rows of the results file apply")
     parser.add_argument("--expected", help="results file (test_tipc/results/<model>/<mode>.txt)")
-    parser.add_argument("--data", help="lite data folder built by prepare.sh (selects the expected values)")
+    parser.add_argument("--data", help="the data folder prepare.sh built, test_tipc/data (selects the expected values)")
     parser.add_argument("--reference", help="the same run's eval log: its PSNR must match this log's")
     parser.add_argument("--precision", choices=sorted(AGREEMENT_DB), default="fp32",
                         help="inference precision (sets the agreement tolerance)")

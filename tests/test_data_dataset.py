@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from conftest import need_shared
 
-from data_loader import degrade_for_test
-from data_loader.dataset import FaceBatchSampler, FaceDataset, build_loader, resolve_mode
+from data_loader import degrade_test_face
+from data_loader.dataset import DegradedFaces, FaceBatchSampler, FaceDataset, build_loader, resolve_mode
+from data_loader.degradations import TRAIN_STREAM, degrade, keyed_rngs
 from utils.config import DegradationConfig
 from utils.errors import UserError
 from utils.image_io import list_images, read_image
@@ -27,7 +28,10 @@ def faces(tmp_path_factory):
 
 
 def collect(loader, part=0):
-    batches = [b[part] if isinstance(b, list) else b for b in loader]
+    batches = list(loader)
+    if isinstance(batches[0], dict):
+        return {key: np.concatenate([b[key].numpy() for b in batches]) for key in batches[0]}
+    batches = [b[part] if isinstance(b, list) else b for b in batches]
     return np.concatenate([b.numpy() for b in batches])
 
 
@@ -110,31 +114,57 @@ def test_gray_16bit_and_alpha_inputs_are_converted(tmp_path):
 
 def test_test_time_degradation_is_keyed_by_seed_and_index(faces):
     image = read_image(list_images(str(faces))[0])
-    a_lq, a_gt = degrade_for_test(image, seed=4, index=10)
-    b_lq, _ = degrade_for_test(image.astype(np.float32) / 255, seed=4, index=10)
-    np.testing.assert_array_equal(a_lq, b_lq)
-    assert not np.array_equal(a_lq, degrade_for_test(image, seed=4, index=11)[0])
-    assert not np.array_equal(a_lq, degrade_for_test(image, seed=5, index=10)[0])
-    assert a_lq.shape == a_gt.shape == image.shape and a_lq.dtype == np.float32
-    # Never flipped unless asked: the target stays aligned with the file (up to the gray step).
-    flipped = [degrade_for_test(image, seed=4, index=i, cfg=DegradationConfig(gray_prob=0.0))[1] for i in range(6)]
-    assert all(np.allclose(gt, image / 255.0) for gt in flipped)
+    a = degrade_test_face(image, seed=4, index=10)
+    assert np.array_equal(a.network_input, degrade_test_face(image.copy(), seed=4, index=10).network_input)
+    assert not np.array_equal(a.network_input, degrade_test_face(image, seed=4, index=11).network_input)
+    assert not np.array_equal(a.network_input, degrade_test_face(image, seed=5, index=10).network_input)
+    assert a.network_input.shape == (3, 96, 96) and a.network_input.dtype == np.float32
+    assert -1 <= a.network_input.min() and a.network_input.max() <= 1
+    assert a.target.shape == a.degraded.shape == image.shape and a.target.dtype == a.degraded.dtype == np.uint8
+    # degraded is the network input in 8 bit: x = u8 / 127.5 - 1 up to half a level.
+    np.testing.assert_allclose(a.degraded.transpose(2, 0, 1) / 127.5 - 1, a.network_input, rtol=0, atol=1 / 255 + 1e-6)
+    # Never flipped: the target is the file's face itself when the degradation keeps colour ...
+    colour = [degrade_test_face(image, seed=4, index=i, degradation=DegradationConfig(gray_prob=0.0))
+              for i in range(6)]
+    assert all(np.array_equal(face.target, image) for face in colour)
+    # ... and its luma when it turns the face gray (the LQ then gets the authors' colour noise on gray).
+    gray = degrade_test_face(image, seed=4, index=0, degradation=DegradationConfig(gray_prob=1.0))
+    luma = np.round(image.astype(np.float64) @ [0.299, 0.587, 0.114])
+    np.testing.assert_allclose(gray.target[:, :, 0], luma, rtol=0, atol=1)
+    assert (gray.target == gray.target[:, :, :1]).all()
 
 
-def test_test_loader_same_for_any_batch_size_and_workers(faces):
-    ds = FaceDataset(str(faces), 64, seed=7, test=True)
-    reference = collect(build_loader(ds, 1, num_workers=0, shuffle=False, drop_last=False, rank=0, world_size=1))
-    other = collect(build_loader(ds, 4, num_workers=2, shuffle=False, drop_last=False, rank=0, world_size=1))
-    np.testing.assert_array_equal(reference, other)
-    # ... and equal to calling the test-time function on each file.
-    lq, _ = degrade_for_test(ds.load_hq(3), seed=7, index=3)
-    np.testing.assert_allclose(reference[3], lq.transpose(2, 0, 1) * 2 - 1, atol=1e-6)
+def test_evaluation_faces_same_for_any_batch_size_and_workers(faces):
+    from paddle.io import DataLoader
+
+    ds = DegradedFaces(str(faces), 64, seed=7)
+    reference = collect(DataLoader(ds, batch_size=1, num_workers=0))
+    other = collect(DataLoader(ds, batch_size=4, num_workers=2))
+    for key in ("input", "target", "sharp", "degraded"):
+        np.testing.assert_array_equal(reference[key], other[key], err_msg=key)
+    assert reference["index"].tolist() == list(range(6))
+    # ... and equal to the test-time entry applied to each file at the model's size.
+    sharp = cv2.resize(read_image(ds.faces.files[3]), (64, 64), interpolation=cv2.INTER_AREA)
+    face = degrade_test_face(sharp, seed=7, index=3)
+    np.testing.assert_array_equal(reference["input"][3], face.network_input)
+    np.testing.assert_array_equal(reference["target"][3], face.target)
+    assert ds.name(3) == "01000/00003"
 
 
 def test_training_pairs_keyed_by_epoch_and_index(faces):
     ds = FaceDataset(str(faces), 64, seed=3)
-    np.testing.assert_array_equal(ds[(2, 4)][0], ds[(2, 4)][0])
-    assert not np.array_equal(ds[(2, 4)][0], ds[(3, 4)][0])
+    first = ds[(2, 4)]
+    ds[(0, 1)], ds[(2, 5)]  # other items in between change nothing
+    np.testing.assert_array_equal(first[0], FaceDataset(str(faces), 64, seed=3)[(2, 4)][0])
+    np.testing.assert_array_equal(first[0], ds[(2, 4)][0])
+    # Item (epoch 2, index 4) is the degradation drawn from the stream keyed (training, seed 3, 2, 4).
+    hq = ds.load_hq(4).astype(np.float32) / 255
+    params = ds.sampler.sample(hq.shape[:2], *keyed_rngs(TRAIN_STREAM, 3, 2, 4))
+    lq, target = degrade(hq, params, ds.sampler.kernel_size)
+    np.testing.assert_array_equal(first[0], lq.transpose(2, 0, 1) * np.float32(2) - np.float32(1))
+    np.testing.assert_array_equal(first[1], target.transpose(2, 0, 1) * np.float32(2) - np.float32(1))
+    assert not np.array_equal(first[0], ds[(3, 4)][0])
+    assert not np.array_equal(first[0], FaceDataset(str(faces), 64, seed=4)[(2, 4)][0])
     loader = build_loader(ds, 3, num_workers=0, seed=3, rank=0, world_size=1)
     keys = [key for batch in loader.batch_sampler for key in batch]  # a first pass: epoch 0
     assert [k[0] for k in keys] == [0] * 6 and sorted(k[1] for k in keys) == list(range(6))

@@ -127,11 +127,23 @@ def test_sampler_draws_within_config_ranges():
 
 
 def test_steps_switched_off_with_empty_ranges():
-    sampler = D.DegradationSampler(DegradationConfig(noise_range=[], jpeg_range=[]))
-    p = sampler.sample((32, 32), *D.keyed_rngs(1))
+    off = DegradationConfig(noise_range=[], jpeg_range=[], gray_prob=0.0, downsample_range=[2.0, 4.0])
+    p = D.DegradationSampler(off).sample((32, 32), *D.keyed_rngs(1))
     assert p.noise_sigma is None and p.noise is None and p.jpeg_quality is None
-    lq, _ = D.degrade(np.full((32, 32, 3), 0.5, np.float32), p)
-    assert lq.shape == (32, 32, 3)
+    image = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    lq, hq = D.degrade(image, p, fast=False)
+    # What is left is the authors' blur -> bilinear downscale -> 8 bit -> bilinear back, built here from
+    # OpenCV calls and the sampled kernel (no noise added, no JPEG round trip).
+    flipped = np.ascontiguousarray(image[:, ::-1]) if p.flip else image
+    small = cv2.resize(cv2.filter2D(flipped, -1, p.kernel.build(41)), p.lq_size(32, 32)[::-1],
+                       interpolation=cv2.INTER_LINEAR)
+    expected = cv2.resize((np.clip(np.round(small * 255.0), 0, 255) / 255.0).astype(np.float32), (32, 32),
+                          interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(lq, expected)
+    np.testing.assert_array_equal(hq, flipped)
+    # The same draw with the noise and JPEG steps on gives another LQ.
+    on = D.DegradationSampler(DegradationConfig(gray_prob=0.0, downsample_range=[2.0, 4.0]))
+    assert not np.array_equal(D.degrade(image, on.sample((32, 32), *D.keyed_rngs(1)), fast=False)[0], lq)
 
 
 @pytest.mark.parametrize("override,key", [

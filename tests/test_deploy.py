@@ -12,10 +12,11 @@ from conftest import ROOT, need_shared
 
 from deploy.predictor import Predictor, export, write_model_info
 from model import FullGenerator
-from model.convert import load_state_dict
-from model.loading import set_weights
+from model.loading import GENERATOR_WEIGHTS, set_weights
 from utils.config import ModelConfig
 from utils.errors import UserError
+from utils.imaging import to_images, to_network
+from utils.weights import read_state_dict
 
 AGREEMENT = 1e-4  # the issue's bound: max |predictor − dygraph|
 
@@ -24,7 +25,7 @@ AGREEMENT = 1e-4  # the issue's bound: max |predictor − dygraph|
 def exported(tmp_path_factory):
     """The fixture generator (config A) with its perturbed weights (so every parameter matters), exported."""
     folder = need_shared("fixtures", "upstream_gpen")
-    state = dict(load_state_dict(str(folder / "g_A.pth"))[0])
+    state = dict(read_state_dict(str(folder / "g_A.pth"), GENERATOR_WEIGHTS).state)
     io = np.load(folder / "io_A.npz")
     state.update({k[len("pert/g_param/"):]: io[k] for k in io.files if k.startswith("pert/g_param/")})
     generator = FullGenerator(64, 128, 8, channel_multiplier=1, narrow=0.0625)
@@ -91,6 +92,20 @@ def test_onnx_export_equals_paddle(exported, tmp_path):
 
 # ---- command lines -------------------------------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def cli_model(tiny_generator_weights, tmp_path_factory):
+    """A tiny generator (no ../shared needed) as the command-line tests see it: weights and an export."""
+    from model.loading import load_generator
+
+    generator, model_cfg = load_generator(tiny_generator_weights)
+    out = tmp_path_factory.mktemp("cli_export")
+    prefix = str(out / "gpen")
+    model_file, params_file = export(generator, [3, 64, 64], prefix, output_index=0)
+    write_model_info(prefix, model_cfg)
+    return dict(folder=out, model_file=model_file, params_file=params_file, weights=tiny_generator_weights,
+                generator=generator)
+
+
 @pytest.fixture
 def inputs(tmp_path):
     rng = np.random.default_rng(1)
@@ -103,23 +118,22 @@ def inputs(tmp_path):
     return tmp_path
 
 
-def bad_inputs(inputs, exported):
-    w = exported["weights"]
+def bad_inputs(inputs, cli_model):
+    w = cli_model["weights"]
     return {
         "missing file": (["--w", w, "--img", str(inputs / "nothere.png")], "input not found"),
         "non-image": (["--w", w, "--img", str(inputs / "notes.png")], "not a readable image"),
         "wrong size": (["--w", w, "--img", str(inputs / "wide.png"), "--aligned", "yes"], "an aligned face is square"),
-        "grayscale": (["--w", w, "--img", str(inputs / "gray.png")], "grayscale"),
         "empty folder": (["--w", w, "--img", str(inputs / "empty")], "no images found"),
         "weights of the wrong size": (["--w", w, "--img", str(inputs / "face.png"), "--size", "128"], "shape"),
     }
 
 
-@pytest.mark.parametrize("case", ["missing file", "non-image", "wrong size", "grayscale", "empty folder",
+@pytest.mark.parametrize("case", ["missing file", "non-image", "wrong size", "empty folder",
                                   "weights of the wrong size"])
-def test_predict_bad_input_is_one_line_and_writes_nothing(exported, inputs, case):
+def test_predict_bad_input_is_one_line_and_writes_nothing(cli_model, inputs, case):
     from predict import main
-    argv, expected = bad_inputs(inputs, exported)[case]
+    argv, expected = bad_inputs(inputs, cli_model)[case]
     output = inputs / "out"
     with pytest.raises(UserError, match=expected) as err:
         main(argv + ["--output", str(output), "--backend", "dygraph"])
@@ -127,41 +141,69 @@ def test_predict_bad_input_is_one_line_and_writes_nothing(exported, inputs, case
     assert not output.exists()
 
 
-@pytest.mark.parametrize("case", ["missing file", "non-image", "wrong size", "grayscale", "empty folder"])
-def test_infer_bad_input_is_one_line_and_writes_nothing(exported, inputs, case):
+@pytest.mark.parametrize("case", ["missing file", "non-image", "wrong size", "empty folder"])
+def test_infer_bad_input_is_one_line_and_writes_nothing(cli_model, inputs, case):
     from infer import main
-    argv, expected = bad_inputs(inputs, exported)[case]
-    argv = [a for a in argv if a not in ("--w", exported["weights"])]
+    argv, expected = bad_inputs(inputs, cli_model)[case]
+    argv = [a for a in argv if a not in ("--w", cli_model["weights"])]
     output = inputs / "out"
     with pytest.raises(UserError, match=expected):
-        main(argv + ["--model_dir", str(exported["folder"]), "--output", str(output)])
+        main(argv + ["--model_dir", str(cli_model["folder"]), "--output", str(output)])
     assert not output.exists()
 
 
-def test_entry_script_exits_2_with_one_line_on_stderr(exported, inputs):
-    result = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--model_dir", str(exported["folder"]),
+def test_entry_script_exits_2_with_one_line_on_stderr(cli_model, inputs):
+    result = subprocess.run([sys.executable, str(ROOT / "infer.py"), "--model_dir", str(cli_model["folder"]),
                              "--img", str(inputs / "nothere.png")], capture_output=True, text=True,
                             env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=300)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: input not found: {inputs / 'nothere.png'}"]
 
 
-def test_predict_degrade_writes_a_triple_and_prints_psnr(exported, inputs, capsys):
+def _restored_by(generator, faces_rgb):
+    with paddle.no_grad():
+        return to_images(generator(paddle.to_tensor(to_network(faces_rgb)))[0].numpy())
+
+
+def test_predict_degrade_writes_a_triple_and_prints_psnr(cli_model, inputs, capsys):
+    from metric.psnr import psnr
     from predict import main
-    assert main(["--w", exported["weights"], "--img", str(inputs / "face.png"), "--degrade", "--seed", "3",
-                 "--output", str(inputs / "out")]) == 0
+    assert main(["--w", cli_model["weights"], "--img", str(inputs / "face.png"), "--degrade", "--seed", "3",
+                 "--output", str(inputs / "out"), "--backend", "dygraph"]) == 0
     printed = capsys.readouterr().out
-    assert "result saved in : " in printed and "PSNR" in printed
-    triple = cv2.imread(str(inputs / "out" / "face.png"))
+    triple = cv2.imread(str(inputs / "out" / "face.png"))[:, :, ::-1]
     assert triple.shape == (64, 192, 3)
+    degraded, restored, original = triple[:, :64], triple[:, 64:128], triple[:, 128:]
+    # The middle third is the generator's restoration of the left third, the PSNR printed is its PSNR
+    # against the right third, and the right third is the input (gray if the degradation made it gray).
+    np.testing.assert_array_equal(restored, _restored_by(cli_model["generator"], degraded[None])[0])
+    assert f"PSNR {psnr(restored, original):.2f} dB" in printed
+    face = cv2.imread(str(inputs / "face.png"))[:, :, ::-1]
+    assert np.array_equal(original, face) or np.array_equal(original[:, :, 0], original[:, :, 1])
+    assert not np.array_equal(degraded, original)
 
 
-def test_infer_restores_and_benchmarks(exported, inputs, capsys):
+def test_grayscale_photo_is_restored_as_rgb_with_one_notice(cli_model, inputs, capsys):
+    from predict import main
+    assert main(["--w", cli_model["weights"], "--img", str(inputs / "gray.png"), "--aligned", "yes",
+                 "--output", str(inputs / "out"), "--backend", "dygraph"]) == 0
+    notices = [line for line in capsys.readouterr().out.splitlines() if "grayscale image" in line]
+    assert len(notices) == 1 and "gray.png" in notices[0]
+    restored = cv2.imread(str(inputs / "out" / "gray.png"))[:, :, ::-1]
+    gray = cv2.imread(str(inputs / "gray.png"), cv2.IMREAD_GRAYSCALE)
+    np.testing.assert_array_equal(restored, _restored_by(cli_model["generator"], np.repeat(gray[None, :, :, None], 3, 3))[0])
+
+
+def test_infer_restores_and_benchmarks(cli_model, inputs, capsys):
     from infer import main
-    assert main(["--model_dir", str(exported["folder"]), "--img", str(inputs / "face.png"), "--aligned", "yes",
+    assert main(["--model_dir", str(cli_model["folder"]), "--img", str(inputs / "face.png"), "--aligned", "yes",
                  "--output", str(inputs / "out"), "--benchmark", "--enable_mkldnn", "True"]) == 0
     printed = capsys.readouterr().out
     for phase in ("preprocess", "inference", "postprocess", "throughput"):
         assert phase in printed
-    restored = cv2.imread(str(inputs / "out" / "face.png"))
-    assert restored.shape == (64, 64, 3)
+    restored = cv2.imread(str(inputs / "out" / "face.png"))[:, :, ::-1]
+    face = cv2.imread(str(inputs / "face.png"))[:, :, ::-1]
+    expected = _restored_by(cli_model["generator"], face[None])[0]
+    # The checked predictor's output, rounded to 8 bit: within one gray level of dygraph's.
+    assert np.abs(restored.astype(int) - expected).max() <= 1
+    assert (restored != expected).mean() < 0.01

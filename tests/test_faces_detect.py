@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from conftest import need_mtcnn_package, need_shared
 
-from faces.detect import Detector, Faces, build_detector, nms
-from faces.evaluate import evaluate_photo, match_faces
+from faces.detect import build_detector
+from faces.detection import Detector, Faces, nms
+from tools.wild_truth import evaluate_photo, match_faces
 from faces.mtcnn_weights import default_weight_dir, load_mtcnn_weights, read_joblib_lz4_arrays
 from utils.errors import UserError
 from utils.image_io import read_image

@@ -1,7 +1,7 @@
 """The photo pipeline around an abstract restorer: alignment, batching, paste-back, options, outputs."""
 import numpy as np
 import pytest
-from conftest import need_mtcnn_package, need_shared
+from conftest import EXAMPLES, need_mtcnn_package
 
 from faces import (NO_FACE_NOTICE, Faces, feather_mask, identity_restorer, looks_aligned, make_comparison,
                    paste_faces, restore_aligned, restore_photo, similarity_transform, template, write_outputs)
@@ -11,7 +11,7 @@ from faces.restorer import array_restorer
 from utils.imaging import to_images, to_network
 from utils.image_io import read_image
 
-SOLVAY = "Solvay_conference_1927.png"
+SOLVAY = "solvay_1927.jpg"  # the repo's 800-px copy of the 1927 Solvay photo (examples/README.md)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +19,7 @@ def solvay():
     """The Solvay photo and its faces, found once by the default detector."""
     from faces import build_detector
 
-    photo = read_image(str(need_shared("data", "wild", SOLVAY)))
+    photo = read_image(str(EXAMPLES / "photo" / SOLVAY))
     need_mtcnn_package()
     detector = build_detector("mtcnn")
     return photo, detector(photo), detector

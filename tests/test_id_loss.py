@@ -7,11 +7,10 @@ import paddle
 import pytest
 
 from conftest import need_shared
-from loss.arcface import Backbone, crop_box, face_input, load_backbone
-from model.convert import check_state_dict
+from loss.arcface import IRSE50_WEIGHTS, Backbone, crop_box, face_input, load_backbone
 from loss.id_loss import IDLoss, build_id_loss
-from model.convert import load_state_dict
 from utils.errors import UserError
+from utils.weights import check_state_dict, read_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +26,8 @@ def ref():
 
 @pytest.fixture(scope="module")
 def converted(weights_path):
-    """(state, kind, key) as the converter returns them."""
-    return load_state_dict(weights_path, kind="irse50")
+    """The state dict as the reader returns it (our layout)."""
+    return read_state_dict(weights_path, IRSE50_WEIGHTS).state
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +63,7 @@ def test_crop_and_pooled_input(ref, size):
 # Network.
 
 def test_weights_load_by_name(converted):
-    state, kind, _ = converted
-    assert kind == "irse50"
+    state = converted
     expected = Backbone().state_dict()
     assert sorted(state) == sorted(expected)  # zero missing, zero unexpected
     for key, tensor in expected.items():
@@ -73,7 +71,7 @@ def test_weights_load_by_name(converted):
 
 
 def test_key_or_shape_mismatch_is_a_user_error(converted, id_loss):
-    state, _, _ = converted
+    state = converted
     expected = id_loss.backbone.state_dict()
     check_state_dict(state, expected, "w.pth", "IR-SE50", "hint")  # the real layout passes
 
@@ -96,7 +94,7 @@ def test_other_network_is_refused(tmp_path):
     path = tmp_path / "not_arcface.pdparams"
     paddle.save({"convs.0.0.weight": np.zeros(1, np.float32), "final_conv.0.weight": np.zeros(1, np.float32),
                  "final_linear.1.weight": np.zeros(1, np.float32)}, str(path))
-    with pytest.raises(UserError, match="holds discriminator weights"):
+    with pytest.raises(UserError, match=r"not_arcface.pdparams: not IR-SE50 \(ArcFace\) weights \(no .input_layer.0.weight."):
         load_backbone(path)
 
 
@@ -202,7 +200,7 @@ def test_not_a_parameter_of_its_owner(id_loss):
 
 
 def test_converted_pdparams_loads(id_loss, tmp_path):
-    # As a converter writes it: the arrays of load_state_dict, already in our layout.
+    # As a converter writes it: the arrays of read_state_dict, already in our layout.
     path = tmp_path / "model_ir_se50.pdparams"
     paddle.save({key: value.numpy() for key, value in id_loss.backbone.state_dict().items()}, str(path))
     reloaded = load_backbone(path)

@@ -103,7 +103,7 @@ def test_statistics_file_errors(tmp_path):
 def test_sample_count_rules():
     with pytest.raises(UserError, match="at least 2"):
         check_sample_count(1)
-    with pytest.raises(UserError):
+    with pytest.raises(UserError, match="FID needs at least 2 images to estimate a covariance, got 1"):
         compute_statistics(np.zeros((1, 4)))
     with pytest.warns(FewSamplesWarning, match="2048"):
         check_sample_count(2047)

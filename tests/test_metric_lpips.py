@@ -22,7 +22,7 @@ import numpy as np
 import paddle
 import pytest
 
-from conftest import need_shared
+from conftest import EXAMPLES
 from metric.lpips import LPIPS, WEIGHTS_HINT, load_lpips, lpips_batch
 from torch_format import save_torch
 from tools.lpips_reference import random_weights, reference_cases
@@ -136,11 +136,13 @@ def test_transposed_or_misshapen_weights_are_refused(tmp_path):
 
 def test_files_of_another_kind_or_swapped_are_refused(weight_files, tmp_path):
     heads, backbone = weight_files
-    assert "holds lpips_heads weights, but alexnet weights are needed" in _refused(heads, heads)
-    assert "holds alexnet weights, but lpips_heads weights are needed" in _refused(backbone, backbone)
+    # The heads file given as the backbone, and the backbone given as the heads: each named, with what is expected.
+    assert "not torchvision AlexNet weights (no 'features.0.weight'" in _refused(heads, heads)
+    assert "expected torchvision's alexnet-owt-7be5be79.pth (--lpips_backbone)" in _refused(heads, heads)
+    assert "not LPIPS alex heads weights (no 'lin0.model.1.weight'" in _refused(backbone, backbone)
     other = tmp_path / "other.pth"
     save_torch({"conv.weight": np.zeros((2, 3, 1, 1), np.float32)}, str(other))
-    assert "not weights of a known network" in _refused(heads, str(other))
+    assert "other.pth: not torchvision AlexNet weights" in _refused(heads, str(other))
     assert "not found" in _refused(str(tmp_path / "missing.pth"), backbone)
     message = _refused("", backbone)
     assert "--lpips_weights" in message and "alexnet-owt-7be5be79.pth" in message
@@ -166,7 +168,7 @@ def generator_weights(tiny_generator_weights):
 def _run_test_py(generator_weights, tmp_path, *extra):
     from test import main
     report = tmp_path / f"report_{len(list(tmp_path.iterdir()))}.json"
-    assert main(["-w", generator_weights, "--test_path", str(need_shared("data", "celeba_hq")), "--limit", "3",
+    assert main(["-w", generator_weights, "--test_path", str(EXAMPLES / "test"), "--limit", "3",
                  "--report", str(report), "--num_workers", "0", "--backend", "dygraph", *extra]) == 0
     return json.load(open(report))["metrics"]
 

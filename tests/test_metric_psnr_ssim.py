@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import need_shared
+from conftest import EXAMPLES
 from metric.psnr import psnr, psnr_batch, summarize_psnr
 from metric.ssim import ssim, ssim_batch
 from utils.image_io import list_images, read_image
@@ -17,8 +17,7 @@ SIZE = 256
 
 @pytest.fixture(scope="module")
 def faces():
-    folder = need_shared("data", "celeba_hq")
-    paths = list_images(str(folder))[:3]
+    paths = list_images(str(EXAMPLES / "test"))[:3]  # the repo's own sample faces
     return [cv2.resize(read_image(p), (SIZE, SIZE), interpolation=cv2.INTER_AREA) for p in paths]
 
 

@@ -9,7 +9,8 @@ from conftest import need_shared
 from loss.adversarial import d_logistic_loss, g_nonsaturating_loss, path_length_penalty, r1_penalty
 from loss.content import smooth_l1_loss
 from model import Discriminator, FullGenerator
-from model.convert import load_state_dict
+from model.loading import DISCRIMINATOR_WEIGHTS, GENERATOR_WEIGHTS
+from utils.weights import read_state_dict
 from model.loading import set_weights
 
 FORWARD_TOL = 1e-5   # max |ours − theirs| / max |theirs| (the target)
@@ -24,8 +25,8 @@ def rel_to_max(ours, theirs):
 def fx():
     folder = need_shared("fixtures", "upstream_gpen")
     io, grads = np.load(folder / "io_A.npz"), np.load(folder / "grads_A.npz")
-    g_state = load_state_dict(str(folder / "g_A.pth"))[0]
-    d_state = load_state_dict(str(folder / "d_A.pth"))[0]
+    g_state = read_state_dict(str(folder / "g_A.pth"), GENERATOR_WEIGHTS).state
+    d_state = read_state_dict(str(folder / "d_A.pth"), DISCRIMINATOR_WEIGHTS).state
     return dict(io=io, grads=grads, g_state=g_state, d_state=d_state)
 
 

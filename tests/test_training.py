@@ -8,9 +8,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import ROOT, need_shared
+from conftest import EXAMPLES, ROOT, need_shared
 
-from model.convert import read_paddle_file
+from utils.weights import read_paddle_file
 from trainer import loop
 from trainer.recipe import TrainStep
 from utils.config import load_config
@@ -124,7 +124,15 @@ def test_pretrain_loads_the_authors_generator_and_start_iter_numbers_on(faces, t
                                     f"data.train_path={faces / 'train'}", f"data.test_path={faces / 'val'}",
                                     f"train.output_dir={out}", f"train.pretrain={g_pth}", "train.start_iter=1000",
                                     "train.max_iter=1001"])
-    assert loop.train(cfg) == 0
+    run = loop.TrainingRun(cfg)
+    # Before any step, g and g_ema hold exactly the file's weights; D (no pretrain_d) does not.
+    reference = np.load(need_shared("fixtures", "upstream_gpen", "g_A_state.npz"))
+    for layer in (run.step.g, run.step.g_ema):
+        for key, value in layer.state_dict().items():
+            np.testing.assert_array_equal(value.numpy(), reference[key], err_msg=key)
+    d_reference = np.load(need_shared("fixtures", "upstream_gpen", "d_A_state.npz"))
+    assert not np.array_equal(run.step.d.state_dict()["convs.0.0.weight"].numpy(), d_reference["convs.0.0.weight"])
+    assert run.run() == 0
     saved = states(out)
     assert saved["iteration"] == 1000
     log = open(os.path.join(out, "train.log")).read()
@@ -164,8 +172,8 @@ def test_two_processes_equal_one_process_with_two_batch_groups(faces, tmp_path):
 
 
 def test_it_learns_on_real_faces(tmp_path):
-    """configs/lite_64.yaml on the ten shared FFHQ faces: validation PSNR on held-out CelebA-HQ faces rises."""
-    ffhq, celeba = need_shared("data", "ffhq"), need_shared("data", "celeba_hq")
+    """configs/lite_64.yaml on the repo's ten FFHQ faces: validation PSNR on its eight CelebA-HQ faces rises."""
+    ffhq, celeba = EXAMPLES / "train", EXAMPLES / "test"
     out = tmp_path / "lite"
     cfg = load_config(str(ROOT / "configs" / "lite_64.yaml"),
                       [f"data.train_path={ffhq}", f"data.test_path={celeba}", f"train.output_dir={out}",
@@ -189,11 +197,26 @@ def test_device_degradation_path_resumes_exactly(faces, tmp_path):
 
 
 def test_identity_loss_takes_part_when_its_weights_are_given(faces, tmp_path):
+    """The ID loss is in the G step: its gradient reaches the generator, and the same iteration with and
+    without it ends with different generator weights (everything else equal)."""
+    import paddle
+
     weights = need_shared("fixtures", "irse50", "model_ir_se50_random.pth")
-    out = str(tmp_path / "id")
-    assert loop.train(config(faces, out, "train.max_iter=1", "train.w_id=1.0", f"train.id_weights={weights}")) == 0
-    log = open(os.path.join(out, "train.log")).read()
-    assert "identity loss on" in log and "g_id" in log
+    after = {}
+    for w_id in (1.0, 0.0):
+        run = loop.TrainingRun(config(faces, str(tmp_path / f"id{w_id}"), "train.max_iter=1", f"train.w_id={w_id}",
+                                      f"train.id_weights={weights}"))
+        degraded, real = run.stream.next(0)
+        if w_id:
+            fake, _ = run.step.g(degraded)
+            run.step.id_loss(fake, real).loss.backward()
+            grads = [p.grad for p in run.step.g.parameters() if p.grad is not None]
+            assert grads and max(float(paddle.abs(g).max()) for g in grads) > 0
+            run.step.g.clear_gradients()
+        values = run.step(1, degraded, real)  # iteration 1: no R1 (every 2) and no path length before G
+        assert ("g_id" in values) == bool(w_id)
+        after[w_id] = {k: v.numpy() for k, v in run.step.g.state_dict().items()}
+    assert any(not np.array_equal(after[1.0][k], after[0.0][k]) for k in after[1.0])
 
 
 def test_pretrain_from_a_training_checkpoint_in_the_authors_format(faces, tmp_path):

@@ -28,6 +28,21 @@ def _int(value):
     return b"\x8a" + bytes([len(data)]) + data
 
 
+class StridedView:
+    """A tensor that is a view into a larger storage: `base` (1-D) is written as the storage and the
+    tensor is rebuilt from it with `offset`, `shape` and `strides` (in elements), as torch saves a
+    transposed or sliced tensor without copying it."""
+
+    def __init__(self, base, offset, shape, strides):
+        self.base, self.offset, self.shape, self.strides = np.ascontiguousarray(base).ravel(), offset, shape, strides
+
+    def expected(self):
+        """The array torch would give back: the view itself."""
+        itemsize = self.base.itemsize
+        return np.lib.stride_tricks.as_strided(self.base[self.offset:], shape=self.shape,
+                                               strides=[s * itemsize for s in self.strides]).copy()
+
+
 class _Writer:
     def __init__(self, legacy):
         self.legacy = legacy
@@ -36,6 +51,8 @@ class _Writer:
     def emit(self, obj):
         if isinstance(obj, np.ndarray):
             return self.tensor(obj)
+        if isinstance(obj, StridedView):
+            return self.tensor(obj.base, obj.offset, obj.shape, obj.strides)
         if obj is None:
             return b"N"
         if obj is True or obj is False:
@@ -56,18 +73,20 @@ class _Writer:
             return head + (b"(" + items + b"u" if obj else b"")
         raise TypeError(type(obj))
 
-    def tensor(self, array):
+    def tensor(self, array, offset=0, shape=None, strides=None):
         array = np.ascontiguousarray(array)
+        shape = array.shape if shape is None else shape
+        strides = [s // array.itemsize for s in array.strides] if strides is None else strides
         key = str(len(self.storages))
         self.storages.append((key, array))
         pid = [_str("storage"), _global("torch", _STORAGE[array.dtype]), _str(key), _str("cpu"), _int(array.size)]
         if self.legacy:
             pid.append(b"N")  # no view
         persistent = b"(" + b"".join(pid) + b"tQ"
-        size = b"(" + b"".join(_int(s) for s in array.shape) + b"t"
-        stride = b"(" + b"".join(_int(s // array.itemsize) for s in array.strides) + b"t"
+        size = b"(" + b"".join(_int(s) for s in shape) + b"t"
+        stride = b"(" + b"".join(_int(s) for s in strides) + b"t"
         hooks = _global("collections", "OrderedDict") + b")R"
-        return (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + persistent + _int(0) + size + stride
+        return (_global("torch._utils", "_rebuild_tensor_v2") + b"(" + persistent + _int(offset) + size + stride
                 + b"\x89" + hooks + b"tR")
 
 

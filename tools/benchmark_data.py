@@ -129,8 +129,8 @@ def run_case(args):
         # fast blur) minus the decode.
         import random
 
-        from data_loader.degradations import (TRAIN_STREAM, DegradationSampler, as_float_image, degrade,
-                                              keyed_rngs, to_chw)
+        from data_loader.degradations import TRAIN_STREAM, DegradationSampler, as_float_image, degrade, keyed_rngs
+        from utils.imaging import to_network
 
         _, images = _decoded(args, 10)
         sampler = DegradationSampler()
@@ -140,7 +140,7 @@ def run_case(args):
             hq = as_float_image(cv2.resize(images[i % 10], (size, size), interpolation=cv2.INTER_AREA))
             rngs = keyed_rngs(TRAIN_STREAM, 0, 0, i) if fast else (py_rng, np_rng)
             lq, hq = degrade(hq, sampler.sample(hq.shape[:2], *rngs), sampler.kernel_size, fast=fast)
-            return to_chw(lq), to_chw(hq)
+            return to_network(lq), to_network(hq)
 
         spent = {False: [0.0, 0.0], True: [0.0, 0.0]}
         pipeline(0, True), pipeline(0, False)

@@ -11,7 +11,7 @@ Detection is timed on its own (median of at least 3 runs after a warm-up); the o
 faces and are the median of `--repeat` whole-photo runs after a warm-up batch (GPEN-512 on CPU takes
 minutes per group photo, so the default is one run). The detector table runs
 MTCNN and, when the YuNet models are found, YuNet on every photo of ../shared/data/wild against the
-boxes in faces/evaluate.py.
+boxes in tools/wild_truth.py.
 """
 import argparse
 import json
@@ -32,9 +32,10 @@ GPEN_MODELS = {256: (1, 0.5), 512: (2, 1.0), 1024: (2, 1.0)}
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--photo", default=str(WILD / "Solvay_conference_1927.png"), help="photo to time")
-    parser.add_argument("--detector", default="auto", choices=["auto", "mtcnn", "yunet"],
-                        help="detector to time (auto: yunet when --detector_model is given, else mtcnn)")
-    parser.add_argument("--detector_model", default="", help="YuNet .onnx (with --detector yunet)")
+    parser.add_argument("--detector", default="auto", choices=["auto", "mtcnn", "yunet", "retinaface"],
+                        help="detector to time (auto: YuNet for an .onnx --detector_model, RetinaFace for a .pth, "
+                             "else MTCNN)")
+    parser.add_argument("--detector_model", default="", help="YuNet .onnx or RetinaFace .pth")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="GPEN sizes to time")
     parser.add_argument("--batch_size", type=int, default=4, help="faces per restorer call")
     parser.add_argument("--backend", choices=("auto", "dygraph", "predictor"), default="auto",
@@ -88,7 +89,7 @@ def time_photo(args, photo, detector):
 
 def detector_table(args):
     from faces.detect import build_detector
-    from faces.evaluate import WILD_TRUTH, evaluate_photo
+    from tools.wild_truth import WILD_TRUTH, evaluate_photo
     from utils.image_io import read_image
 
     photos = {name: read_image(str(WILD / name)) for name in WILD_TRUTH if (WILD / name).exists()}

@@ -4,7 +4,7 @@ predictor with oneDNN, on CPU, against pytorch-fid's figure on the same machine.
     python tools/benchmark_fid.py [--weights pt_inception-2015-12-05-6726825d.pth] [--threads 2]
         [--batch 8] [--size 299] [--calls 10] [--processes 3] [--out output/benchmark_fid.json]
 
-Each timed call is one `InceptionFeatures.extract_features` on a batch of uint8 images (conversion,
+Each timed call is one `metric.fid.extract_features` on a batch of uint8 images (conversion,
 resize and network included). The two backends are timed in alternating calls so that load from
 other processes hits both alike. Then `--processes` fresh processes each build both backends and
 compare their features on the same images (the predictor's oneDNN passes are chosen per process,
@@ -66,12 +66,13 @@ def child_check(args):
     """Run in a fresh process: build both backends, compare their features, print one JSON line."""
     import numpy as np
 
-    from metric.fid import InceptionFeatures
+    from deploy.features import inception_features
+    from metric.fid import extract_features
 
     images = _images(4, args.size, seed=1)
-    dygraph = InceptionFeatures(args.weights, backend="dygraph").extract_features(images, batch_size=4)
-    predictor = InceptionFeatures(args.weights, backend="predictor", threads=args.threads)
-    features = predictor.extract_features(images, batch_size=4)
+    dygraph = extract_features(inception_features(args.weights, backend="dygraph"), images, 4)
+    predictor = inception_features(args.weights, backend="predictor", threads=args.threads)
+    features = extract_features(predictor, images, 4)
     print(json.dumps({"finite": bool(np.isfinite(features).all()),
                       "max_abs_diff_vs_dygraph": float(np.abs(features - dygraph).max()),
                       "max_abs_pool3": float(np.abs(dygraph).max())}))
@@ -109,27 +110,28 @@ def main(argv=None):
     import numpy as np
     import paddle
 
-    from metric.fid import InceptionFeatures
+    from deploy.features import inception_features
+    from metric.fid import extract_features
 
     paddle.set_device("cpu")
     images = _images(args.batch, args.size)
     setup = {}
     start = time.perf_counter()
-    backends = {"dygraph": InceptionFeatures(args.weights, backend="dygraph")}
+    backends = {"dygraph": inception_features(args.weights, backend="dygraph")}
     setup["dygraph"] = time.perf_counter() - start
     start = time.perf_counter()
-    backends["predictor_onednn"] = InceptionFeatures(args.weights, backend="predictor", threads=args.threads)
+    backends["predictor_onednn"] = inception_features(args.weights, backend="predictor", threads=args.threads)
     setup["predictor_onednn"] = time.perf_counter() - start
 
     outputs = {}
-    for name, extractor in backends.items():
+    for name, features in backends.items():
         for _ in range(args.warmup):
-            outputs[name] = extractor.extract_features(images, batch_size=args.batch)
+            outputs[name] = extract_features(features, images, args.batch)
     timings = {name: [] for name in backends}
     for _ in range(args.calls):
-        for name, extractor in backends.items():
+        for name, features in backends.items():
             start = time.perf_counter()
-            extractor.extract_features(images, batch_size=args.batch)
+            extract_features(features, images, args.batch)
             timings[name].append(time.perf_counter() - start)
 
     report = {

@@ -16,8 +16,9 @@ import random
 import numpy as np
 import paddle
 
-from model.convert import read_paddle_file
+from utils.config import config_from_dict, flat_config
 from utils.errors import UserError
+from utils.weights import read_paddle_file
 
 CHECKPOINT_EXT = ".pdckpt"
 
@@ -101,6 +102,39 @@ def load_checkpoint(path):
         raise UserError(f"{path}: not a training checkpoint of this project (needs {', '.join(needed)}); "
                         f"use --pretrain to start from weights only")
     return content
+
+
+# What a resumed run may change: where things are, how long it runs, what it logs and evaluates. The
+# architecture, the recipe, the degradation and the seeds are the checkpoint's, so the run continues exactly.
+CHANGEABLE_ON_RESUME = {
+    "data.train_path", "data.test_path", "data.num_workers", "train.output_dir", "train.max_iter",
+    "train.log_freq", "train.save_freq", "train.sample_freq", "train.val_freq", "train.val_count",
+    "train.keep_last", "train.early_stop_patience", "train.resume", "train.overwrite", "train.pretrain",
+    "train.pretrain_d", "train.id_weights",
+}
+CHANGEABLE_SECTIONS_ON_RESUME = ("eval.", "runtime.")
+
+
+def resumed_config(content, path, command_line=None, requested=None):
+    """The Config of a resumed run: the checkpoint's, with what the command line asked for on top.
+
+    command_line: a utils.config.CommandLine (only the keys it names are applied), or requested: a whole
+    Config whose every key counts as asked for (library callers). A change of any key outside
+    CHANGEABLE_ON_RESUME (the architecture, the recipe, ...) is refused with the differing keys."""
+    stored = config_from_dict(content["config"]) if "config" in content else None
+    if stored is None:
+        raise UserError(f"{path}: the checkpoint stores no config, so the run cannot be rebuilt from it")
+    cfg = command_line.apply(base=stored) if command_line is not None else requested
+    before, after = flat_config(stored), flat_config(cfg)
+    changed = [k for k in after if after[k] != before.get(k) and k not in CHANGEABLE_ON_RESUME
+               and not k.startswith(CHANGEABLE_SECTIONS_ON_RESUME)]
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in changed[:4])
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise UserError(f"--resume {path}: the command line changes the run's architecture or recipe ({shown}{more}); "
+                        f"a resumed run keeps the checkpoint's (paths, max_iter and logging may change), or "
+                        f"start a new run with --pretrain")
+    return cfg
 
 
 def restore(step, content, path):

@@ -58,7 +58,6 @@ class Throughput:
     def data_ready(self):
         now = time.perf_counter()
         self.reader += now - self.mark
-        self._data_at = now
 
     def step_done(self, samples):
         now = time.perf_counter()

@@ -8,6 +8,7 @@ Every number of the recipe lives here with a comment saying where it comes from;
 
 This module must not import paddle (entry scripts set the CPU threads before paddle is imported).
 """
+import copy
 import dataclasses
 import difflib
 import math
@@ -24,6 +25,8 @@ from utils.errors import UserError
 class ModelConfig:
     """Architecture of the generator and the discriminator (GPEN_SPEC §1)."""
     size: int = 256                 # output resolution; 256 = GPEN-BFR-256
+    in_size: int = 0                # encoder resolution when below size (the authors' FullGenerator_SR,
+                                    # e.g. 1024 -> 2048); 0 = size
     style_dim: int = 512            # width of the latent code z and style w
     n_mlp: int = 8                  # layers of the mapping network
     channel_multiplier: int = 1     # "--mul" of the reproductions; 1 for 256, 2 for 512/1024
@@ -60,6 +63,10 @@ class DataConfig:
     degrade_on: Literal["auto", "cpu", "device"] = "auto"  # auto: the device executor on GPU, CPU workers otherwise
     num_workers: int = 2            # DataLoader worker processes (0 = in the main process)
     test_seed: int = 0              # seed of the test-time degradation: image i depends on (seed, i) only
+    lq_path: str = ""               # test.py: low-quality faces given as files (paired / no-reference protocol)
+    hq_path: str = ""               # test.py: ground truth of lq_path, matched by file name (paired protocol)
+    lq_interpolation: Literal["area", "nearest", "bilinear", "bicubic"] = "bilinear"  # given LQ files to
+    # model.size: bilinear, cv2.resize's default, as GPEN's face_gan.py and the field's inference scripts
 
 
 @dataclass
@@ -98,10 +105,11 @@ class TrainConfig:
     pl_weight: float = 2.0            # path-length weight (authors' --path_regularize)
     g_reg_every: int = 4              # path-length interval
     pl_decay: float = 0.01            # moving-average rate of the mean path length
-    # EMA generator: decay = 0.5 ** (ema_images_per_step / ema_halflife_images). The authors fix
-    # 0.5 ** (32 / 10000) whatever the batch, i.e. a half-life of 10k images counted at 32 per step.
+    # EMA generator: decay = 0.5 ** (images per step / ema_halflife_images). The authors' train_simple.py
+    # counts every step as 32 images whatever the real batch (its constant 0.5 ** (32 / 10000)); kept by
+    # default. ema_authors_step_images = 0 counts the real global batch instead (StyleGAN2-ADA's rule).
     ema_halflife_images: float = 10000.0
-    ema_images_per_step: float = 32.0
+    ema_authors_step_images: float = 32.0
     # Bookkeeping.
     log_freq: int = 100               # iterations between log lines / VisualDL scalars
     save_freq: int = 10000            # iterations between checkpoints (authors' --save_freq)
@@ -124,11 +132,14 @@ class EvalConfig:
     batch_size: int = 8
     save_dir: str = ""                # where restored (and degraded) images go; empty = not saved
     inception_weights: str = ""       # pytorch-fid's pt_inception-2015-12-05-6726825d.pth (or .pdparams)
-    fid_stats: str = ""               # precomputed reference statistics (.npz with mu, sigma)
+    fid_stats: str = ""               # reference statistics for FID: pytorch-fid's .npz (mu, sigma) or BasicSR's
+                                      # .pth (e.g. inception_FFHQ_512-f7b384ab.pth); needed without ground truth
     lpips_weights: str = ""           # LPIPS linear heads: lpips 0.1.4's lpips/weights/v0.1/alex.pth (or .pdparams)
     lpips_backbone: str = ""          # LPIPS backbone: torchvision's alexnet-owt-7be5be79.pth (or .pdparams);
                                       # LPIPS is computed only when both files are given
-    report: str = ""                  # JSON report path; empty = <save_dir or .>/report.json
+    report: str = ""                  # JSON report path; empty = <save_dir or .>/report.json; the per-image
+                                      # table goes beside it (<report>_per_image.csv)
+    niqe: bool = True                 # NIQE (no reference; BasicSR's calculate_niqe, Y channel) of every restored face
 
 
 @dataclass
@@ -246,9 +257,10 @@ def parse_override(text):
     return key.strip(), value
 
 
-def load_config(path=None, overrides=(), flags=None):
-    """Build a Config: defaults < YAML file `path` < `flags` {dotted key: value} < `overrides` ('a.b=v')."""
-    cfg = Config()
+def load_config(path=None, overrides=(), flags=None, base=None):
+    """Build a Config: `base` (default: the defaults) < YAML file `path` < `flags` {dotted key: value} <
+    `overrides` ('a.b=v')."""
+    cfg = copy.deepcopy(base) if base is not None else Config()
     if path:
         try:
             with open(path, "r", encoding="utf-8") as f:
@@ -269,6 +281,12 @@ def load_config(path=None, overrides=(), flags=None):
 
 def config_to_dict(cfg):
     return dataclasses.asdict(cfg)
+
+
+def flat_config(cfg):
+    """{'section.key': value} of a Config."""
+    return {f"{section}.{key}": value for section, values in config_to_dict(cfg).items()
+            for key, value in values.items()}
 
 
 def config_from_dict(values):
@@ -299,6 +317,15 @@ LEGACY_FLAGS = {
 }
 
 
+# The legacy flags that choose an architecture; given (or -c), they override what a weight file says.
+MODEL_FLAGS = ("size", "mul", "channel_multiplier", "narrow")
+
+
+def model_flags_given(args):
+    """Did the command line choose the architecture (-c or a MODEL_FLAGS flag)?"""
+    return args.config is not None or any(getattr(args, name, None) is not None for name in MODEL_FLAGS)
+
+
 def add_config_arguments(parser, legacy=()):
     """Add -c/--config, -o/--opt and the named legacy flags (keys of LEGACY_FLAGS) to `parser`."""
     parser.add_argument("-c", "--config", default=None, help="YAML config (see configs/)")
@@ -309,8 +336,25 @@ def add_config_arguments(parser, legacy=()):
         parser.add_argument(f"--{name}", type=tp, default=None, help=f"sets {key}")
 
 
-def config_from_args(args, extra_flags=None):
-    """Build the Config from parsed arguments; `extra_flags` maps more dotted keys to values."""
+@dataclass
+class CommandLine:
+    """What a command line asked for (a YAML file, flags, -o overrides), so that it can be applied over
+    another base than the defaults: a resumed run applies it over the checkpoint's configuration."""
+    config_path: str = None
+    flags: dict = field(default_factory=dict)       # dotted key -> value (None = not given)
+    overrides: list = field(default_factory=list)   # 'section.key=value' texts
+
+    def apply(self, base=None):
+        return load_config(self.config_path, self.overrides, self.flags, base=base)
+
+
+def command_line_from_args(args, extra_flags=None):
+    """The CommandLine of parsed arguments; `extra_flags` maps more dotted keys to values."""
     flags = {key: getattr(args, name) for name, (key, _) in LEGACY_FLAGS.items() if hasattr(args, name)}
     flags.update(extra_flags or {})
-    return load_config(args.config, args.opt, flags)
+    return CommandLine(args.config, flags, list(args.opt))
+
+
+def config_from_args(args, extra_flags=None):
+    """Build the Config from parsed arguments; `extra_flags` maps more dotted keys to values."""
+    return command_line_from_args(args, extra_flags).apply()

@@ -2,8 +2,14 @@
 
 OpenCV decodes (BGR, EXIF orientation applied); here the odd formats are normalised once:
 grayscale is replicated to three channels, 16-bit is scaled to 8-bit with rounding, an alpha channel
-is composited over white (faces on transparent backgrounds), and BGR becomes RGB.
+is composited over white (faces on transparent backgrounds), and BGR becomes RGB. A file OpenCV cannot
+decode is one UserError; OpenCV's own `[ WARN ... ]` lines about it are not printed beside it.
+
+Gray pictures (old photos, GPEN's most common input) are restored as RGB; `read_image(path,
+gray_paths=found)` appends the path of each one to `found`, and `gray_notice(found)` is the one line a
+tool prints about them.
 """
+import contextlib
 import os
 
 import cv2
@@ -50,11 +56,27 @@ def to_rgb8(image):
     return np.ascontiguousarray(image[:, :, 2::-1])
 
 
-def read_image(path, allow_gray=True):
+@contextlib.contextmanager
+def _opencv_quiet():
+    """OpenCV's log silenced: a broken file is reported once, by our UserError."""
+    logging = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging is None:  # an OpenCV build without the logging module
+        yield
+        return
+    previous = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging.setLogLevel(previous)
+
+
+def read_image(path, gray_paths=None):
     """Read `path` as RGB uint8 HWC; a missing or undecodable file raises a UserError naming it.
 
-    allow_gray=False refuses single-channel files (tools whose input contract is an RGB face) with a
-    UserError; otherwise they are replicated to three channels.
+    A grayscale file (one channel, or gray + alpha) is replicated to three channels. When `gray_paths` is
+    a list, the path of every image whose picture is gray (such a file, or a colour file with equal R, G
+    and B, as scanned old photos often are) is appended to it: print `gray_notice(gray_paths)` once.
     """
     if not os.path.isfile(path):
         raise UserError(f"image not found: {path}")
@@ -62,15 +84,24 @@ def read_image(path, allow_gray=True):
     # JPEG (the only common format with EXIF orientation, and never 16-bit or alpha): IMREAD_COLOR
     # applies the orientation. Others: IMREAD_UNCHANGED keeps 16-bit and alpha for to_rgb8.
     is_jpeg = data[:3].tobytes() == b"\xff\xd8\xff"
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED) if data.size else None
+    with _opencv_quiet():
+        image = cv2.imdecode(data, cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED) if data.size else None
     if image is None:
         raise UserError(f"not a readable image: {path}")
-    if not allow_gray:
-        raw = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if is_jpeg else image  # IMREAD_COLOR hid the channels
-        if raw.ndim == 2 or raw.shape[2] in (1, 2):
-            raise UserError(f"{path} is a grayscale image; GPEN restores RGB faces: pass --gray_to_rgb to "
-                            f"convert it (or convert the file)")
-    return to_rgb8(image)
+    rgb = to_rgb8(image)
+    if gray_paths is not None and np.array_equal(rgb[:, :, 0], rgb[:, :, 1]) \
+            and np.array_equal(rgb[:, :, 1], rgb[:, :, 2]):
+        gray_paths.append(path)
+    return rgb
+
+
+def gray_notice(gray_paths):
+    """The one line to print about the gray images `read_image` collected ("" when there were none)."""
+    if not gray_paths:
+        return ""
+    what = (f"{gray_paths[0]} is a grayscale image" if len(gray_paths) == 1 else
+            f"{len(gray_paths)} grayscale images ({gray_paths[0]}, ...)")
+    return f"{what}: restored as RGB, the gray level copied to all three channels"
 
 
 def write_image(path, rgb):

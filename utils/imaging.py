@@ -18,8 +18,11 @@ def resize_square(image, size, interpolation="area"):
 
 
 def to_network(images):
-    """(N, H, W, 3) uint8 or float in [0, 1] -> float32 (N, 3, H, W) in [-1, 1]."""
+    """(N, H, W, 3) uint8 or float in [0, 1] -> float32 (N, 3, H, W) in [-1, 1]; one (H, W, 3) image
+    -> (3, H, W)."""
     images = np.asarray(images)
+    if images.ndim == 3:
+        return to_network(images[None])[0]
     if images.dtype == np.uint8:
         x = images.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
     else:
@@ -28,8 +31,10 @@ def to_network(images):
 
 
 def to_images(x):
-    """float (N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 (clipped, rounded)."""
+    """float (N, 3, H, W) in [-1, 1] -> (N, H, W, 3) uint8 (clipped, rounded); one (3, H, W) -> (H, W, 3)."""
     x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3:
+        return to_images(x[None])[0]
     return np.clip(np.round((x.transpose(0, 2, 3, 1) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 

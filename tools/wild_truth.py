@@ -8,7 +8,7 @@ there counts neither way.
 """
 import numpy as np
 
-from faces.detect import box_overlap
+from faces.detection import box_overlap
 
 MATCH_IOU = 0.4  # a detection is a hit when its box overlaps a true face's box this much
 

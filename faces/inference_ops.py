@@ -1,0 +1,58 @@
+"""Tensor operations in forms that Paddle 3.3's oneDNN predictor runs correctly, for the inference-only
+networks of the authors' pipeline (ParseNet, RRDBNet). Values equal PyTorch's ops bit for bit where the
+op is pure data movement (pad, upsample, unshuffle); none of them is meant for training.
+
+* No pad op (a 2-D pad in the graph corrupts oneDNN's heap): reflection padding is a concatenation of
+  one-row slices.
+* No interpolate op (the predictor cannot convert its list-of-doubles scale attribute): nearest x2 is
+  an expand + reshape.
+* No leaky_relu op in a static graph (oneDNN's conv + leaky_relu fuse crashes): max(x, 0.2 x).
+* Pixel-unshuffle as reshape / transpose, without strided slices.
+
+Every function takes the spatial size from the tensor at run time when a static graph leaves it open,
+so the exported programs accept any H and W.
+"""
+import paddle
+import paddle.nn.functional as F
+
+
+@paddle.jit.not_to_static  # Python branching on the mode, not a graph condition
+def leaky_relu(x, negative_slope=0.2):
+    """Leaky ReLU (forward values; the slope at exactly 0 does not matter without gradients)."""
+    if paddle.in_dynamic_mode():
+        return F.leaky_relu(x, negative_slope)
+    return paddle.maximum(x, x * negative_slope)
+
+
+@paddle.jit.not_to_static
+def _spatial(x):
+    """(H, W) of an NCHW tensor: Python ints when known, else 0-d int tensors read at run time."""
+    h, w = x.shape[2], x.shape[3]
+    if h is None or w is None or h < 0 or w < 0:
+        size = paddle.shape(x)
+        return size[2], size[3]
+    return h, w
+
+
+def reflect_pad1(x):
+    """nn.ReflectionPad2d(1): row 1 mirrored above row 0, row H-2 below row H-1, then the columns."""
+    x = paddle.concat([x[:, :, 1:2], x, x[:, :, -2:-1]], axis=2)
+    return paddle.concat([x[:, :, :, 1:2], x, x[:, :, :, -2:-1]], axis=3)
+
+
+@paddle.jit.not_to_static
+def upsample_nearest2(x):
+    """F.interpolate(x, scale_factor=2, mode='nearest'): every pixel becomes a 2 x 2 block."""
+    h, w = _spatial(x)
+    x = paddle.expand(x.unsqueeze([3, 5]), [-1, -1, -1, 2, -1, 2])  # (N, C, H, 2, W, 2)
+    return x.reshape([0, 0, h * 2, w * 2])
+
+
+@paddle.jit.not_to_static
+def pixel_unshuffle(x, factor):
+    """BasicSR's pixel_unshuffle: (N, C, H, W) -> (N, C·f², H/f, W/f), output channel c·f² + i·f + j
+    holding x[:, c, i::f, j::f]. H and W must be multiples of f."""
+    channels = x.shape[1]
+    h, w = _spatial(x)
+    x = x.reshape([0, channels, h // factor, factor, w // factor, factor])
+    return x.transpose([0, 1, 3, 5, 2, 4]).reshape([0, channels * factor * factor, h // factor, w // factor])
