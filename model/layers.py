@@ -5,10 +5,16 @@ The decisions below are made once, here, for the whole network:
 
 * Second derivatives. R1 and path-length regularization differentiate gradients, and Paddle's CPU build
   has no double backward for depthwise convolution, conv2d_transpose, strided slicing, pixel_shuffle or
-  flatten. Blurs therefore run as banded matrix products along each axis (`separable_upfirdn2d`), the
-  upsampling of the RGB skip and the upsampling convolution as polyphase convolutions (one stride-1
-  convolution computing the four output phases, interleaved with reshape/transpose) instead of
-  transposed convolutions. `upfirdn2d` is the reference they are tested against.
+  flatten. Blurs therefore run separably along each axis (`separable_upfirdn2d`): as banded
+  matrix products on small maps, as one-channel convolutions with the 4 taps on large ones (a band
+  costs side × pixels, the taps 4 × pixels). The upsampling of the RGB skip and the upsampling
+  convolution are polyphase convolutions (one stride-1 convolution computing the four output phases,
+  then interleaved: `interleave_phases`) instead of transposed convolutions. `upfirdn2d` is the
+  reference they are tested against.
+* Speed on the CPU. Paddle's CPU broadcasts are fast only along the rows of a 2-D view with the smaller
+  operand second, so per-channel biases and scales run on (N·C, H·W) views (`scale_channels`,
+  `bias_leaky_relu`); constants made on the host are made once per device (`constant`), so a training
+  iteration copies nothing from the host and reads nothing back (tests/test_host_sync.py).
 * Export. Nothing draws random numbers in `forward` (GPEN's "noise" is the encoder's features), the
   modulated convolution is the non-fused form (see ModulatedConv2d), which keeps the batch dynamic under
   `paddle.jit.to_static`, and all padding is folded into the convolutions (no pad op: paddle2onnx writes
@@ -54,13 +60,15 @@ def bias_leaky_relu(x, bias=None, gain=SQRT2, negative_slope=0.2):
             x = x + bias.reshape([1, -1] + [1] * (len(x.shape) - 2))
         return paddle.maximum(x, x * negative_slope) * gain
     # Paddle's CPU kernels: a bias broadcast over (N, H, W) and `where` run 3-7x slower (forward and
-    # backward) than an add broadcast along the rows of an (N·C, H·W) view and F.leaky_relu. F.leaky_relu
-    # takes slope 1 at exactly 0, but −a·leaky_relu(−y, 1/a) = leaky_relu(y, a) everywhere and takes its
-    # negative-side slope a at y = 0, as PyTorch does.
+    # backward) than an add broadcast along the rows of an (N·C, H·W) view and F.leaky_relu; and a
+    # broadcast binary op is fast only with the smaller operand second (col − rows: ~8x slower than
+    # rows + col). F.leaky_relu takes slope 1 at exactly 0, but −a·leaky_relu(−y, 1/a) = leaky_relu(y, a)
+    # everywhere and takes its negative-side slope a at y = 0, as PyTorch does.
     n, c = x.shape[0], x.shape[1]
     rows = x.reshape([n * c, -1])
-    negated = -rows if bias is None else (-bias).tile([n]).reshape([-1, 1]) - rows
-    out = F.leaky_relu(negated, 1.0 / negative_slope) * (-negative_slope * gain)
+    if bias is not None:
+        rows = rows + bias.tile([n]).reshape([-1, 1])
+    out = F.leaky_relu(rows * -1.0, 1.0 / negative_slope) * (-negative_slope * gain)
     return out.reshape(x.shape)
 
 
@@ -98,6 +106,21 @@ def upfirdn2d(x, kernel, up=1, down=1, pad=(0, 0)):
     return _depthwise(x, flipped, padding=[pad0, pad1, pad0, pad1], stride=down)
 
 
+_CONSTANTS = {}
+
+
+def constant(key, make, dtype):
+    """A constant computed on the host (`make()`, a numpy array) as a tensor of `dtype`. In dygraph it is
+    made once per (key, dtype, device) and kept, so that a forward pass copies nothing from the host
+    after its first call; a static graph (export) gets it as a constant of the program."""
+    if not paddle.in_dynamic_mode():  # the values in the program's dtype: no cast op in the graph
+        return paddle.to_tensor(np.asarray(make(), np.float64 if dtype == paddle.float64 else np.float32))
+    full_key = (key, str(dtype), paddle.get_device())
+    if full_key not in _CONSTANTS:
+        _CONSTANTS[full_key] = paddle.to_tensor(make(), dtype=dtype)
+    return _CONSTANTS[full_key]
+
+
 @functools.lru_cache(maxsize=None)
 def band_matrix(length, kernel, up, pad0, pad1):
     """upfirdn along one axis as a matrix: out = B @ x for x of `length` samples (B: out_length × length).
@@ -112,18 +135,45 @@ def band_matrix(length, kernel, up, pad0, pad1):
     return np.where(valid, taps[np.clip(t, 0, len(taps) - 1)], 0.0)
 
 
-def separable_upfirdn2d(x, kernel_1d, up=1, pad=(0, 0)):
-    """upfirdn2d with the separable kernel outer(k, k), as two matrix products (rows, then columns).
+# Largest side at which a blur runs as two dense banded matrix products. A band costs 2·side FLOPs per
+# pixel and axis, the taps 2·4, but Paddle's matmul is far more efficient than its one-channel
+# convolution, so the band wins on small maps. Crossover measured with tools/benchmark.py --sections
+# blurs (forward, backward and double backward, 2 threads): see the README's Benchmarks.
+DENSE_BLUR_MAX_SIDE = 128
 
-    Paddle's CPU convolutions are slow for a filter applied to every channel (a one-channel or a
-    depthwise convolution); a banded matrix product is 3-5x faster forward and backward here, has
-    double backward, and exports as plain matmuls.
+
+@paddle.jit.not_to_static  # plain Python branching on the map's size, read when the graph is traced
+def separable_upfirdn2d(x, kernel_1d, pad=(0, 0)):
+    """upfirdn2d (up = down = 1) with the separable kernel outer(k, k): rows, then columns.
+
+    Maps whose larger side is at most DENSE_BLUR_MAX_SIDE use banded matrix
+    products (fast on small maps, double backward, exported as plain matmuls), larger ones two
+    one-channel convolutions with the taps (cost linear in the pixels; also twice differentiable:
+    conv2d's double grad is exact when the filter is a constant). Both forms are exact.
     """
-    h, w = x.shape[2], x.shape[3]
     kernel = tuple(float(v) for v in kernel_1d)
-    rows = paddle.to_tensor(band_matrix(h, kernel, up, *pad), dtype=x.dtype)
-    cols = paddle.to_tensor(band_matrix(w, kernel, up, *pad).T, dtype=x.dtype)
+    if max(x.shape[2], x.shape[3]) <= DENSE_BLUR_MAX_SIDE:
+        return band_matrix_blur(x, kernel, pad)
+    return tap_convolutions(x, kernel, pad)
+
+
+def band_matrix_blur(x, kernel, pad):
+    """The separable blur as two banded matrix products, rows then columns (cost: side per pixel)."""
+    h, w = x.shape[2], x.shape[3]
+    pad = tuple(pad)
+    rows = constant(("band", h, kernel, pad), lambda: band_matrix(h, kernel, 1, *pad), x.dtype)
+    cols = constant(("band_t", w, kernel, pad), lambda: band_matrix(w, kernel, 1, *pad).T, x.dtype)
     return paddle.matmul(paddle.matmul(rows, x), cols)
+
+
+def tap_convolutions(x, kernel, pad):
+    """The separable blur as a (K, 1) and a (1, K) convolution over the (batch·channels) one-channel
+    images, padding (pad0, pad1) folded into each: correlation with the flipped taps (cost: K per pixel)."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    taps = constant(("taps", kernel), lambda: np.asarray(kernel[::-1]), x.dtype)
+    out = F.conv2d(x.reshape([-1, 1, h, w]), taps.reshape([1, 1, -1, 1]), padding=[pad[0], pad[1], 0, 0])
+    out = F.conv2d(out, taps.reshape([1, 1, 1, -1]), padding=[0, 0, pad[0], pad[1]])
+    return out.reshape([-1, c, out.shape[2], out.shape[3]])
 
 
 def _separable_factor(kernel, gain):
@@ -135,7 +185,13 @@ def _separable_factor(kernel, gain):
 
 
 class Blur(nn.Layer):
-    """Low-pass filter with the [1,3,3,1] kernel (a state-dict buffer `kernel`) and padding (pad0, pad1)."""
+    """Low-pass filter with the [1,3,3,1] kernel and padding (pad0, pad1).
+
+    The 2-D kernel is a buffer because the authors' checkpoints carry it (key `...kernel`), so that
+    their files load by name. The forward pass uses the architecture's 1-D factor, not the buffer: a
+    kernel read from a checkpoint is ignored (every GPEN checkpoint holds this same [1,3,3,1] kernel),
+    and the factor stays a host constant, so no forward pass reads a tensor back to the host.
+    """
 
     def __init__(self, kernel, pad, upsample_factor=1):
         super().__init__()
@@ -161,7 +217,7 @@ class Upsample(nn.Layer):
         super().__init__()
         if factor != 2 or len(kernel) != 4:
             raise ValueError("Upsample supports factor 2 with a 4-tap kernel (GPEN's [1,3,3,1])")
-        self.factor = factor
+        # `kernel`: the checkpoints' buffer (see Blur); the phase filters below are what runs.
         k = make_kernel(kernel) * factor ** 2
         self.register_buffer("kernel", paddle.to_tensor(k, dtype=paddle.get_default_dtype()))
         p = len(kernel) - factor
@@ -184,11 +240,43 @@ class Upsample(nn.Layer):
         return interleave_phases(out.reshape([-1, c, 4, h, w]), c)
 
 
+@paddle.jit.not_to_static  # plain Python branching on the mode, read when the graph is traced
 def interleave_phases(phases, channels):
-    """(N, C, 4, H, W) phase maps, phase index = 2·ry + rx -> (N, C, 2H, 2W) with out[2u+ry, 2v+rx]."""
+    """(N, C, 4, H, W) phase maps, phase index = 2·ry + rx -> (N, C, 2H, 2W) with out[2u+ry, 2v+rx].
+
+    In dygraph this is pixel_shuffle with its inverse as gradient (`PixelShuffle`): Paddle's strided
+    copy of the transposed form is 4-9x slower here, and its double backward about 2x. The static graph
+    (export) keeps reshape/transpose, which the oneDNN predictor and paddle2onnx are tested with."""
     h, w = phases.shape[3], phases.shape[4]
+    if paddle.in_dynamic_mode():
+        return PixelShuffle.apply(phases.reshape([-1, 4 * channels, h, w]))
     out = phases.reshape([-1, channels, 2, 2, h, w]).transpose([0, 1, 4, 2, 5, 3])
     return out.reshape([-1, channels, 2 * h, 2 * w])
+
+
+class PixelShuffle(paddle.autograd.PyLayer):
+    """F.pixel_shuffle(x, 2) differentiable to any order: a permutation, whose gradient is the inverse
+    permutation (PixelUnshuffle), and so on. Paddle's own pixel_shuffle has no double backward."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return F.pixel_shuffle(x, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return PixelUnshuffle.apply(grad)
+
+
+class PixelUnshuffle(paddle.autograd.PyLayer):
+    """F.pixel_unshuffle(x, 2), the inverse of PixelShuffle and its gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return F.pixel_unshuffle(x, 2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return PixelShuffle.apply(grad)
 
 
 class EqualConv2d(nn.Layer):
@@ -340,12 +428,25 @@ class ModulatedConv2d(nn.Layer):
     def forward(self, x, style):
         s = self.modulation(style) * self.scale  # (N, in)
         w = self.weight.reshape([self.out_channel, self.in_channel, self.kernel_size, self.kernel_size])
-        out = self._convolve(x * s.reshape([-1, self.in_channel, 1, 1]), w)
+        out = self._convolve(scale_channels(x, s), w)
         if self.demodulate:
             w2 = (w * w).sum(axis=[2, 3])  # (out, in)
             d = paddle.rsqrt(paddle.matmul(s * s, w2, transpose_y=True) + self.eps)  # (N, out)
-            out = out * d.reshape([-1, self.out_channel, 1, 1])
+            out = scale_channels(out, d)
         return out
+
+
+@paddle.jit.not_to_static  # plain Python branching on the mode, read when the graph is traced
+def scale_channels(x, scale):
+    """x (N, C, H, W) times scale (N, C), per sample and channel.
+
+    In dygraph a row broadcast on the (N·C, H·W) view: Paddle's CPU kernels for the (N, C, 1, 1)
+    broadcast, its gradient and above all its double grad (the path-length penalty's) are slower. In a
+    static graph (export) the 4-D broadcast, which oneDNN runs without layout reorders."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    if not paddle.in_dynamic_mode():
+        return x * scale.reshape([-1, c, 1, 1])
+    return (x.reshape([-1, h * w]) * scale.reshape([-1, 1])).reshape([-1, c, h, w])
 
 
 class NoiseInjection(nn.Layer):
@@ -358,9 +459,10 @@ class NoiseInjection(nn.Layer):
         self.weight = self.create_parameter([1], default_initializer=nn.initializer.Constant(0.0))
 
     def forward(self, image, noise):
+        # noise · weight, not weight · noise: Paddle's CPU broadcast is fast only with the smaller operand second.
         if self.isconcat:
-            return paddle.concat([image, self.weight * noise], axis=1)
-        return image + self.weight * noise
+            return paddle.concat([image, noise * self.weight], axis=1)
+        return image + noise * self.weight
 
 
 class ConstantInput(nn.Layer):

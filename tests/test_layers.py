@@ -1,5 +1,6 @@
 """The layer forms chosen for double backward and export, against their definitions:
-upfirdn2d against a direct numpy implementation, the polyphase upsampling against zero insertion,
+upfirdn2d against a direct numpy implementation, the blurs (banded matrices and tap convolutions) and
+the polyphase upsampling against upfirdn2d with GPEN_SPEC §2's kernels and pads,
 the non-fused modulated convolution against the authors' grouped / transposed convolution,
 second derivatives against finite differences, and a dynamic batch through paddle.jit.to_static."""
 import numpy as np
@@ -8,8 +9,8 @@ import paddle.nn.functional as F
 import pytest
 
 from loss.adversarial import path_length_penalty, r1_penalty
-from model import Discriminator, FullGenerator
-from model.layers import Blur, ModulatedConv2d, Upsample, leaky_relu, make_kernel, upfirdn2d
+from model import Discriminator, FullGenerator, layers
+from model.layers import Blur, ConvLayer, ModulatedConv2d, Upsample, leaky_relu, make_kernel, upfirdn2d
 
 
 def upfirdn2d_numpy(x, kernel, up, down, pad0, pad1):
@@ -39,14 +40,50 @@ def test_upfirdn2d_matches_its_definition(up, down, pad):
     np.testing.assert_allclose(ours, upfirdn2d_numpy(x, kernel, up, down, *pad), rtol=1e-5, atol=1e-5)
 
 
-def test_banded_blur_and_upsample_equal_upfirdn2d():
+# The oracle's kernels and pads, written out from GPEN_SPEC §2 (not read from the layers under test).
+KERNEL_1D = (1, 3, 3, 1)
+
+
+def spec_kernel(factor=1):
+    """make_kernel([1,3,3,1]) · factor²: the normalised outer product."""
+    k = np.outer(KERNEL_1D, KERNEL_1D).astype(np.float32)
+    return paddle.to_tensor(k / k.sum() * factor ** 2)
+
+
+def spec_pads(kind, kernel_size=3):
+    """GPEN_SPEC §2's pad formulas for a 4-tap blur kernel and a conv of kernel_size."""
+    taps, factor = len(KERNEL_1D), 2
+    if kind == "upsample":        # Upsample (ToRGB skip): p = len(k) − 2, ((p+1)//2+1, p//2)
+        p = taps - factor
+        return (p + 1) // 2 + 1, p // 2
+    if kind == "downsample":      # ConvLayer / ModulatedConv2d downsample: p = len(k) − 2 + (k−1), ((p+1)//2, p//2)
+        p = taps - factor + (kernel_size - 1)
+        return (p + 1) // 2, p // 2
+    if kind == "modulated_up":    # ModulatedConv2d upsample: p = len(k) − 2 − (k−1), ((p+1)//2+1, p//2+1)
+        p = taps - factor - (kernel_size - 1)
+        return (p + 1) // 2 + 1, p // 2 + 1
+    raise ValueError(kind)
+
+
+def test_spec_pads_are_the_known_numbers():
+    assert spec_pads("upsample") == (2, 1)
+    assert spec_pads("downsample", 3) == (2, 2) and spec_pads("downsample", 1) == (1, 1)
+    assert spec_pads("modulated_up") == (1, 1)
+
+
+@pytest.mark.parametrize("dense_max_side", [1024, 0])  # the banded-matrix form, the tap convolutions
+def test_blurs_and_upsample_equal_upfirdn2d(dense_max_side, monkeypatch):
+    monkeypatch.setattr(layers, "DENSE_BLUR_MAX_SIDE", dense_max_side)
     x = paddle.randn([2, 3, 9, 8])
-    upsample = Upsample([1, 3, 3, 1])
-    reference = upfirdn2d(x, upsample.kernel, up=2, pad=upsample.pad)
-    np.testing.assert_allclose(upsample(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
-    for pad, factor in (((2, 2), 1), ((1, 1), 1), ((1, 0), 2)):
+    reference = upfirdn2d(x, spec_kernel(2), up=2, pad=spec_pads("upsample"))
+    np.testing.assert_allclose(Upsample([1, 3, 3, 1])(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    for kernel_size in (3, 1):  # the blur of a downsampling ConvLayer (3x3) and of the ResBlock skip (1x1)
+        blur = ConvLayer(3, 4, kernel_size, downsample=True)[0]
+        reference = upfirdn2d(x, spec_kernel(), pad=spec_pads("downsample", kernel_size))
+        np.testing.assert_allclose(blur(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
+    for pad, factor in (((2, 2), 1), ((1, 1), 1), ((1, 0), 2), ((2, 1), 2)):
         blur = Blur([1, 3, 3, 1], pad=pad, upsample_factor=factor)
-        reference = upfirdn2d(x, blur.kernel, pad=pad)
+        reference = upfirdn2d(x, spec_kernel(factor), pad=pad)
         np.testing.assert_allclose(blur(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -62,19 +99,21 @@ def authors_modulated_conv(layer, x, style):
         weight = weight.transpose([0, 2, 1, 3, 4]).reshape([n * c, layer.out_channel, k, k])
         out = F.conv2d_transpose(x.reshape([1, n * c, h, w]), weight, stride=2, groups=n)
         out = out.reshape([n, layer.out_channel, out.shape[2], out.shape[3]])
-        return upfirdn2d(out, layer.blur.kernel, pad=layer.blur.pad)
+        return upfirdn2d(out, spec_kernel(2), pad=spec_pads("modulated_up", k))
     weight = weight.reshape([n * layer.out_channel, c, k, k])
     if layer.downsample:
-        x = upfirdn2d(x, layer.blur.kernel, pad=layer.blur.pad)
+        x = upfirdn2d(x, spec_kernel(), pad=spec_pads("downsample", k))
         out = F.conv2d(x.reshape([1, n * c, x.shape[2], x.shape[3]]), weight, stride=2, groups=n)
     else:
         out = F.conv2d(x.reshape([1, n * c, h, w]), weight, padding=k // 2, groups=n)
     return out.reshape([n, layer.out_channel, out.shape[2], out.shape[3]])
 
 
+@pytest.mark.parametrize("dense_max_side", [1024, 0])
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3), dict(kernel_size=3, upsample=True),
                                     dict(kernel_size=3, downsample=True), dict(kernel_size=1, demodulate=False)])
-def test_non_fused_modulated_conv_equals_the_grouped_form(kwargs):
+def test_non_fused_modulated_conv_equals_the_grouped_form(kwargs, dense_max_side, monkeypatch):
+    monkeypatch.setattr(layers, "DENSE_BLUR_MAX_SIDE", dense_max_side)
     paddle.seed(1)
     layer = ModulatedConv2d(6, 5, style_dim=8, **kwargs)
     layer.modulation.bias.set_value(paddle.randn([6]))
@@ -118,7 +157,9 @@ def finite_difference_check(loss_fn, params, picks, eps=1e-6):
             assert abs(numeric - grad[j]) <= 1e-5 * max(1.0, abs(numeric)) + 1e-8, (p.name, j, numeric, grad[j])
 
 
-def test_r1_second_derivative_matches_finite_differences(float64):
+@pytest.mark.parametrize("dense_max_side", [1024, 0])
+def test_r1_second_derivative_matches_finite_differences(float64, dense_max_side, monkeypatch):
+    monkeypatch.setattr(layers, "DENSE_BLUR_MAX_SIDE", dense_max_side)
     paddle.seed(3)
     d = Discriminator(16, channel_multiplier=1, narrow=1 / 64)
     real = paddle.randn([2, 3, 16, 16])
@@ -128,7 +169,9 @@ def test_r1_second_derivative_matches_finite_differences(float64):
     finite_difference_check(lambda: r1_penalty(d(real), real), params, picks=3)
 
 
-def test_path_length_second_derivative_matches_finite_differences(float64):
+@pytest.mark.parametrize("dense_max_side", [1024, 0])  # the blurs as banded matrices / as tap convolutions
+def test_path_length_second_derivative_matches_finite_differences(float64, dense_max_side, monkeypatch):
+    monkeypatch.setattr(layers, "DENSE_BLUR_MAX_SIDE", dense_max_side)
     paddle.seed(4)
     g = FullGenerator(16, style_dim=8, n_mlp=2, channel_multiplier=1, narrow=1 / 64)
     for layer in g.generator.convs:  # non-zero noise weights so the encoder features take part

@@ -6,7 +6,8 @@ import pytest
 from conftest import need_shared
 
 from model import Discriminator, FullGenerator
-from model.convert import load_state_dict
+from model.loading import DISCRIMINATOR_WEIGHTS, GENERATOR_WEIGHTS
+from utils.weights import read_state_dict
 from model.loading import set_weights
 from trainer.recipe import LazyRegularizer, TrainStep, adam_settings, ema_decay, path_length_noise, to_floats
 from utils.config import Config, load_config
@@ -23,7 +24,9 @@ def test_lazy_regularization_is_derived_from_the_interval():
     assert LazyRegularizer(16, 5.0).gain == 80.0 and LazyRegularizer(4, 2.0).gain == 8.0
     r1 = LazyRegularizer(24, 5.0)  # PaddleGAN ran R1 every 24 but weighted it for 16; here both follow
     assert [i for i in range(50) if r1.due(i)] == [0, 24, 48] and r1.gain == 120.0
-    assert ema_decay(t) == pytest.approx(0.5 ** (32 / 10000))
+    assert ema_decay(t, 4) == pytest.approx(0.5 ** (32 / 10000))  # the authors' constant, whatever the batch
+    t.ema_authors_step_images = 0
+    assert ema_decay(t, 4) == pytest.approx(0.5 ** (4 / 10000))
 
 
 def test_path_length_noise_depends_on_seed_and_iteration_only():
@@ -33,11 +36,19 @@ def test_path_length_noise_depends_on_seed_and_iteration_only():
     assert not np.array_equal(whole, path_length_noise(7, 13, [4, 3, 8, 8]).numpy())
 
 
+def test_path_length_noise_leaves_the_run_s_random_numbers_alone():
+    paddle.seed(5)
+    expected = paddle.randn([4]).numpy()
+    paddle.seed(5)
+    path_length_noise(7, 12, [2, 3, 8, 8])
+    np.testing.assert_array_equal(paddle.randn([4]).numpy(), expected)
+
+
 def test_one_iteration_equals_the_authors(tmp_path):
     folder = need_shared("fixtures", "upstream_gpen")
     io, grads, it = (np.load(folder / name) for name in ("io_A.npz", "grads_A.npz", "iter1_A.npz"))
-    g_init = load_state_dict(str(folder / "g_A.pth"))[0]
-    d_init = load_state_dict(str(folder / "d_A.pth"))[0]
+    g_init = read_state_dict(str(folder / "g_A.pth"), GENERATOR_WEIGHTS).state
+    d_init = read_state_dict(str(folder / "d_A.pth"), DISCRIMINATOR_WEIGHTS).state
     cfg = load_config(None, TINY)
     g, g_ema = (FullGenerator(64, 128, 8, channel_multiplier=1, narrow=0.0625) for _ in range(2))
     d = Discriminator(64, channel_multiplier=1, narrow=0.0625)

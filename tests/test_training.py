@@ -233,3 +233,20 @@ def test_pretrain_from_a_training_checkpoint_in_the_authors_format(faces, tmp_pa
                                     f"train.output_dir={out}", f"train.pretrain={path}", "train.max_iter=1"])
     assert loop.train(cfg) == 0
     assert "g, g_ema and d from" in open(os.path.join(out, "train.log")).read()
+
+
+def test_resume_rebuilds_from_the_checkpoint_s_config_and_refuses_a_changed_architecture():
+    from trainer.checkpoint import resumed_config
+    from utils.config import CommandLine, config_to_dict
+
+    stored = load_config(None, ["model.size=64", "model.narrow=0.0625", "train.max_iter=10"])
+    content = {"config": config_to_dict(stored)}
+    # Keys the command line does not name come from the checkpoint, not from the defaults.
+    resumed = resumed_config(content, "run.pdckpt", CommandLine(overrides=["train.max_iter=20"]))
+    assert (resumed.model.size, resumed.model.narrow, resumed.train.max_iter) == (64, 0.0625, 20)
+    with pytest.raises(UserError, match=r"run\.pdckpt.*model\.size: 64 -> 128"):
+        resumed_config(content, "run.pdckpt", CommandLine(overrides=["model.size=128"]))
+    with pytest.raises(UserError, match=r"train\.g_lr: 0\.002 -> 0\.01"):
+        resumed_config(content, "run.pdckpt", CommandLine(overrides=["train.g_lr=0.01"]))
+    with pytest.raises(UserError, match="stores no config"):
+        resumed_config({}, "old.pdckpt", CommandLine())

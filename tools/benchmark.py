@@ -1,37 +1,55 @@
-"""Speed and memory of GPEN in Paddle on this machine: one table, one JSON.
+"""Speed, memory, FLOPs and op counts of GPEN in Paddle on this machine, beside the authors' PyTorch code.
 
-    python tools/benchmark.py                        # inference + training sections (about 10 minutes on 2 cores)
-    python tools/benchmark.py --sections inference --threads 2 --json output/benchmark.json
-    python tools/benchmark.py --sections data fid faces   # the data pipeline, FID features, whole photos
+    python tools/benchmark.py                                  # inference + training, 256 and 512
+    python tools/benchmark.py --sizes 256 512 1024 --rounds 2 \\
+        --against-authors /path/to/GPEN --authors-python /path/to/torch-venv/bin/python
+    python tools/benchmark.py --sections blurs                 # dense band vs tap convolutions, per side
+    python tools/benchmark.py --sections data fid faces        # data pipeline, FID features, whole photos
 
-Every run first times the reference convolution of the targets (a shared CPU's speed drifts: compare
-today's figure with the 155 ms measured when the targets were set). Sections (each runs in a fresh
-process, so its peak memory is its own):
-* inference: the generator at batch 1 for GPEN-256 (mul 1, narrow 0.5) and GPEN-512 (mul 2, narrow 1):
-  dygraph, the Paddle Inference predictor with and without oneDNN, and the predictor's throughput at
-  batch 8 (256). The authors' PyTorch eager model on the same CPU: 387 ms (256) and 5.5 s (512).
-* training: one iteration of the recipe at 256 (batch 2) and 512 (batch 2), split into its phases
-  (D step, R1 step, G step = G+D forward/backward, path-length step, EMA), samples/s and peak memory.
-  The authors' code here (256): plain iteration 9.97 s, R1 step 4.62 s, path-length step 5.30 s, 3.3 GB.
+Every run first times the issues' reference convolution (256->256 3x3 at 64x64, batch 2): a shared CPU's
+speed drifts from day to day, so only figures of one run compare. Each case runs in a fresh process, so
+that its peak memory is its own; with --against-authors every case runs the authors' side and ours
+alternately (authors, ours, authors, ours, ... for --rounds rounds) and the median of the rounds is
+reported with the ratio ours / authors.
+
+Architectures: GPEN-256 = mul 1, narrow 0.5 (the authors' GPEN-BFR-256); 512 and 1024 = mul 2, narrow 1
+(configs/gpen_<size>.yaml). Weights are random (speed does not depend on them), no ID loss.
+* inference: the generator at batch 1 and 2: dygraph (eager) and our exported oneDNN predictor (the CPU
+  path of predict.py / test.py) against the authors' eager forward under torch.no_grad().
+* training: one iteration of the recipe (batch 2; 1 at 1024) split into its phases — D step, R1 step,
+  G step, path-length step, EMA; plain iteration = D + G + EMA — against the same phases of the authors'
+  train() (tools/benchmark_authors.py), with each process's peak memory.
+* counts (ours): FLOPs per phase, counted from the shapes of every convolution and matmul of one
+  forward pass of G and of D, blurs apart (with what the dense band would cost there); a phase's FLOPs
+  use the usual multipliers (backward = 2 x forward; a gradient of a gradient = 2 x the graph it
+  differentiates). Op count per iteration: Paddle kernel calls (forward and backward) of a plain
+  iteration and of one with R1 and path length, counted by Paddle's profiler on a narrow copy of the
+  architecture (same layers, fewer channels: the count does not depend on the width). On a GPU, small
+  sizes are bound by these launches.
+* blurs: the separable [1,3,3,1] blur at sides 16..1024 as two banded matmuls and as two one-channel
+  tap convolutions: forward, forward + backward, and forward + double backward (as in R1 / path length).
+  The crossover sets model/layers.py's DENSE_BLUR_MAX_SIDE.
 * data / fid / faces: tools/benchmark_data.py, tools/benchmark_fid.py, tools/benchmark_faces.py.
-Weights are random: speed does not depend on the values.
 """
 import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SIZES = (256, 512)
+SIZES = (256, 512, 1024)
+TRAIN_BATCH = {256: 2, 512: 2, 1024: 1}   # 1024 at batch 1: what a 24 GB machine is asked to fit
+TRAIN_REPEATS = {256: 2, 512: 1, 1024: 1}  # timed iterations of each kind per process
+BLUR_CASES = ((16, 512), (32, 512), (64, 512), (128, 256), (256, 128), (512, 64), (1024, 32))  # side, channels
 
 
-def official_model(size):
-    """The ModelConfig of configs/gpen_<size>.yaml (the authors' GPEN-BFR-<size>)."""
+def official_config(size, overrides=()):
     from utils.config import load_config
-    return load_config(os.path.join(HERE, "..", "configs", f"gpen_{size}.yaml")).model
+    return load_config(os.path.join(HERE, "..", "configs", f"gpen_{size}.yaml"), list(overrides))
 
 
 def _median_seconds(fn, repeats, warmup=1):
@@ -42,61 +60,56 @@ def _median_seconds(fn, repeats, warmup=1):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    times.sort()
-    return times[len(times) // 2]
+    return statistics.median(times)
 
 
 def _peak_rss_gb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def inference_case(size, threads, repeats):
-    """Runs in its own process: latency of one configuration."""
+# ---- cases: each runs in its own process and prints one JSON line -----------------------------------
+
+def machine_case(threads, repeats):
+    """The issues' reference convolution (256->256, 3x3, 64x64, batch 2): how fast the machine is today."""
+    import paddle
+    import paddle.nn.functional as F
+
+    x, w = paddle.randn([2, 256, 64, 64]), paddle.randn([256, 256, 3, 3])
+    seconds = _median_seconds(lambda: F.conv2d(x, w, padding=1).numpy(), 3 * repeats)
+    return {"reference_conv_ms": 1000 * seconds}
+
+
+def inference_case(size, batch, threads, repeats):
+    """Our generator: dygraph and the oneDNN predictor."""
     import numpy as np
     import paddle
 
     from deploy.predictor import Predictor
     from model.loading import build_generator
 
-    model_cfg = official_model(size)
     paddle.seed(0)
-    generator = build_generator(model_cfg)
+    generator = build_generator(official_config(size).model)
     generator.eval()
-    x1 = np.random.default_rng(0).uniform(-1, 1, (1, 3, size, size)).astype(np.float32)
-    result = {"size": size, "channel_multiplier": model_cfg.channel_multiplier, "narrow": model_cfg.narrow,
-              "threads": threads}
-
+    x = np.random.default_rng(0).uniform(-1, 1, (batch, 3, size, size)).astype(np.float32)
+    tensor = paddle.to_tensor(x)
     with paddle.no_grad():
-        tensor = paddle.to_tensor(x1)
-        result["dygraph_ms"] = 1000 * _median_seconds(lambda: generator(tensor), max(1, repeats // 2))
-    for mkldnn in (True, False):
-        predictor = Predictor.from_layer(generator, [3, size, size], output_index=0, threads=threads, mkldnn=mkldnn)
-        out = predictor(x1)
-        with paddle.no_grad():
-            gap = float(np.abs(out - generator(paddle.to_tensor(x1))[0].numpy()).max())
-        key = "predictor_onednn" if mkldnn else "predictor_plain"
-        result[f"{key}_ms"] = 1000 * _median_seconds(lambda: predictor(x1), repeats)
-        result[f"{key}_max_abs_diff_vs_dygraph"] = gap
-        if mkldnn and size == 256:
-            x8 = np.repeat(x1, 8, axis=0)
-            seconds = _median_seconds(lambda: predictor(x8), max(1, repeats // 2))
-            result["predictor_onednn_batch8_images_per_s"] = 8 / seconds
-            result["predictor_onednn_batch1_images_per_s"] = 1000 / result["predictor_onednn_ms"]
-    result["peak_rss_gb"] = _peak_rss_gb()
-    return result
+        dygraph_ms = 1000 * _median_seconds(lambda: generator(tensor)[0].numpy(), repeats)
+        reference = generator(tensor)[0].numpy()
+    predictor = Predictor.from_layer(generator, [3, size, size], output_index=0, threads=threads, mkldnn=True)
+    out = predictor(x)
+    return {"dygraph_ms": dygraph_ms, "predictor_ms": 1000 * _median_seconds(lambda: predictor(x), repeats),
+            "predictor_max_abs_diff": float(np.abs(out - reference).max()), "peak_rss_gb": _peak_rss_gb()}
 
 
 def training_case(size, batch, threads, repeats):
-    """Runs in its own process: phase times of the training iteration."""
+    """Phase times of our training iteration (trainer.recipe.TrainStep)."""
     import numpy as np
     import paddle
 
     from model.loading import build_discriminator, build_generator
-    from trainer.recipe import TrainStep, accumulate, to_floats
-    from utils.config import load_config
+    from trainer.recipe import TrainStep, accumulate
 
-    cfg = load_config(os.path.join(HERE, "..", "configs", f"gpen_{size}.yaml"),
-                      [f"train.batch_size={batch}", "train.w_id=0"])
+    cfg = official_config(size, [f"train.batch_size={batch}", "train.w_id=0"])
     paddle.seed(0)
     g, d, g_ema = build_generator(cfg.model), build_discriminator(cfg.model), build_generator(cfg.model)
     accumulate(g_ema, g, 0.0)
@@ -104,131 +117,358 @@ def training_case(size, batch, threads, repeats):
     rng = np.random.default_rng(0)
     lq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
     hq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
-    phases = {}
-    # i = 1: plain iteration (warm-up), then iterations with both regularizers (i % 16 == 0) and plain ones.
+    runs = {}
+    # i = 1: a plain iteration (warm-up); then iterations with both regularizers (i % 16 == 0) and plain ones.
     schedule = [1] + [16 * (k + 1) for k in range(repeats)] + [2 * k + 3 for k in range(repeats)]
     for i in schedule:
-        to_floats(step(i, lq, hq))
+        values = step(i, lq, hq)
+        float(values["d"])  # the iteration is done (a no-op on the CPU, a wait on a GPU)
         if i != 1:
             for name, seconds in step.phase_seconds.items():
-                phases.setdefault(name, []).append(seconds)
-    median = {name: sorted(v)[len(v) // 2] for name, v in phases.items()}
-    plain = median["d"] + median["g"] + median["ema"]
-    return {"size": size, "batch": batch, "threads": threads, "d_step_s": median["d"], "r1_step_s": median["r1"],
-            "g_step_s": median["g"], "path_length_step_s": median["path"], "ema_s": median["ema"],
-            "plain_iteration_s": plain, "samples_per_s_plain": batch / plain,
-            # The recipe's average iteration: R1 every 16, path length every 4.
-            "mean_iteration_s": plain + median["r1"] / 16 + median["path"] / 4,
-            "peak_rss_gb": _peak_rss_gb()}
+                runs.setdefault(name, []).append(seconds)
+    m = {name: statistics.median(v) for name, v in runs.items()}
+    return {"d_step_s": m["d"], "r1_step_s": m["r1"], "g_step_s": m["g"], "path_length_step_s": m["path"],
+            "ema_s": m["ema"], "plain_iteration_s": m["d"] + m["g"] + m["ema"], "peak_rss_gb": _peak_rss_gb()}
 
 
-def machine_case(threads, repeats):
-    """Runs in its own process: the issue's reference convolution (256->256, 3x3, 64x64, batch 2).
+class FlopCounter:
+    """FLOPs of every conv2d and matmul run while active, blurs apart (with what a dense band costs)."""
 
-    Shared CPUs change speed over time; this figure, next to the one taken when the targets were set
-    (Paddle 155 ms without MKL_DEBUG_CPU_TYPE, PyTorch 53 ms), says how fast the machine is today.
-    """
+    def __init__(self, network):
+        import paddle
+        import paddle.nn.functional as F
+
+        from model.layers import Blur
+
+        self.paddle, self.F = paddle, F
+        self.totals = {"conv_matmul": 0, "blur": 0, "blur_dense": 0, "blur_taps": 0}
+        self.in_blur = 0
+        self.hooks = []
+        for layer in network.sublayers():
+            if isinstance(layer, Blur):
+                self.hooks.append(layer.register_forward_pre_hook(self._enter))
+                self.hooks.append(layer.register_forward_post_hook(self._leave))
+
+    def _enter(self, layer, inputs):
+        self.in_blur += 1
+
+    def _leave(self, layer, inputs, output):
+        self.in_blur -= 1
+        n, c, h, w = inputs[0].shape
+        ho, wo = output.shape[2], output.shape[3]
+        taps = len(layer.kernel_1d)
+        self.totals["blur_dense"] += 2 * n * c * (ho * h * w + ho * wo * w)
+        self.totals["blur_taps"] += 2 * taps * n * c * (ho * w + ho * wo)
+
+    def _add(self, flops):
+        self.totals["blur" if self.in_blur else "conv_matmul"] += flops
+
+    def __enter__(self):
+        F, paddle = self.F, self.paddle
+        self.conv2d, self.matmul = F.conv2d, paddle.matmul
+
+        def conv2d(x, weight, *args, **kwargs):
+            out = self.conv2d(x, weight, *args, **kwargs)
+            per_output = 2 * weight.shape[1] * weight.shape[2] * weight.shape[3]  # weight: (out, in/groups, kh, kw)
+            self._add(per_output * out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3])
+            return out
+
+        def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
+            out = self.matmul(x, y, transpose_x, transpose_y, name)
+            inner = x.shape[-2] if transpose_x else x.shape[-1]
+            count = 1
+            for s in out.shape:
+                count *= s
+            self._add(2 * inner * count)
+            return out
+
+        F.conv2d, paddle.matmul = conv2d, matmul
+        return self
+
+    def __exit__(self, *exc):
+        self.F.conv2d, self.paddle.matmul = self.conv2d, self.matmul
+        for hook in self.hooks:
+            hook.remove()
+        return False
+
+
+def count_kernel_calls(fn):
+    """Paddle kernel calls (forward and backward) made by fn(), from the profiler's events."""
+    import glob
+    import re
+    import tempfile
+
+    import paddle.profiler as profiler
+
+    with tempfile.TemporaryDirectory() as folder:
+        prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU],
+                                 on_trace_ready=profiler.export_chrome_tracing(folder))
+        prof.start()
+        fn()
+        prof.step()
+        prof.stop()
+        (trace,) = glob.glob(os.path.join(folder, "*.json"))
+        with open(trace) as f:
+            events = json.load(f)["traceEvents"]
+    # Every kernel call has one "<op> infer_meta" event.
+    return sum(1 for e in events if e.get("ph") == "X" and re.match(r"\S+ infer_meta\[", e.get("name", "")))
+
+
+def counts_case(size, batch, threads, repeats):
+    """FLOPs per phase (full width) and kernel calls per iteration (a narrow copy of the architecture)."""
+    import dataclasses
+
     import paddle
-    import paddle.nn.functional as F
 
-    x, w = paddle.randn([2, 256, 64, 64]), paddle.randn([256, 256, 3, 3])
-    seconds = _median_seconds(lambda: F.conv2d(x, w, padding=1).numpy(), 3 * repeats)
-    return {"reference_conv_ms": 1000 * seconds, "mkl_debug_cpu_type": os.environ.get("MKL_DEBUG_CPU_TYPE", "")}
+    from model.loading import build_discriminator, build_generator
+    from trainer.recipe import TrainStep, accumulate
+
+    cfg = official_config(size, [f"train.batch_size={batch}", "train.w_id=0"])
+    paddle.seed(0)
+    g, d = build_generator(cfg.model), build_discriminator(cfg.model)
+    x = paddle.randn([1, 3, size, size])
+    flops = {}
+    with paddle.no_grad():
+        for name, net in (("g", g), ("d", d)):
+            with FlopCounter(net) as counter:
+                net(x)
+            flops[name] = {k: v * batch for k, v in counter.totals.items()}
+    del g, d
+    total = {name: f["conv_matmul"] + f["blur"] for name, f in flops.items()}
+    G, D = total["g"], total["d"]
+    phases = {"d_step": G + 6 * D, "r1_step": 6 * D, "g_step": 3 * G + 2 * D, "path_length_step": 6 * G}
+
+    narrow = dataclasses.replace(cfg.model, narrow=cfg.model.narrow / 16, style_dim=32)
+    small = dataclasses.replace(cfg, model=narrow)
+    g, d, g_ema = build_generator(narrow), build_discriminator(narrow), build_generator(narrow)
+    accumulate(g_ema, g, 0.0)
+    step = TrainStep(small, g, d, g_ema)
+    lq, hq = paddle.randn([batch, 3, size, size]), paddle.randn([batch, 3, size, size])
+    step(1, lq, hq)  # warm-up: cached constants
+    ops = {"plain_iteration": count_kernel_calls(lambda: step(3, lq, hq)),
+           "iteration_with_r1_and_path_length": count_kernel_calls(lambda: step(16, lq, hq))}
+    return {"forward_gflops": {n: {k: v / 1e9 for k, v in f.items()} for n, f in flops.items()},
+            "phase_gflops": {k: v / 1e9 for k, v in phases.items()}, "ops_per_iteration": ops}
 
 
-def run_case(kind, args, threads, repeats, env=None):
-    """Run one case in a fresh process (own threads, own peak memory) and return its JSON."""
+def blurs_case(side, channels, threads, repeats):
+    """Seconds of the separable blur as dense bands and as tap convolutions, batch 2, pads (2, 2)."""
+    import paddle
+
+    from model.layers import _separable_factor, band_matrix_blur, tap_convolutions
+
+    kernel = tuple(_separable_factor([1, 3, 3, 1], 1))
+    forms = {"band": lambda x: band_matrix_blur(x, kernel, (2, 2)), "taps": lambda x: tap_convolutions(x, kernel, (2, 2))}
+    x0 = paddle.randn([2, channels, side, side])
+    weight = paddle.randn([2, channels, side + 1, side + 1])
+    result = {"side": side, "channels": channels}
+    for name, blur in forms.items():
+        x = x0.detach()
+        x.stop_gradient = False
+
+        def backward():
+            (blur(x) * weight).sum().backward()
+
+        def double():
+            (grad,) = paddle.grad((blur(x) ** 2).sum(), x, create_graph=True)
+            (grad * grad).sum().backward()
+
+        with paddle.no_grad():
+            result[f"{name}_forward_ms"] = 1000 * _median_seconds(lambda: blur(x0), repeats)
+        result[f"{name}_backward_ms"] = 1000 * _median_seconds(backward, repeats)
+        result[f"{name}_double_ms"] = 1000 * _median_seconds(double, repeats)
+    return result
+
+
+CASES = {"machine": machine_case, "inference": inference_case, "training": training_case, "counts": counts_case,
+         "blurs": blurs_case}
+
+
+# ---- running cases ----------------------------------------------------------------------------------
+
+# Our processes run with glibc's malloc backing large blocks by transparent huge pages (madvise). Paddle's
+# CPU allocator frees every tensor back to malloc, and glibc maps and unmaps each large block afresh
+# (strace: one mmap/munmap pair per 16 MB tensor), so every large allocation page-faults: on this VM
+# ~4-6 us per 4 KB page — 4,100 faults (~20 ms) for one 16 MB activation, 37,000 for the im2col buffer
+# of one 64->32 3x3 conv at 256^2. With 2 MB pages the faults drop 512-fold and memory is still given
+# back. glibc reads the tunable at start-up only, hence an environment variable of the child process.
+# (Keeping freed memory instead — MALLOC_MMAP_MAX_=0 — fragments the heap: GPEN-1024 training then
+# outgrew 24 GB.)
+MALLOC = {"hugepages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "system": {}}
+
+
+def run_ours(kind, args, threads, repeats, malloc="hugepages"):
+    """Run one of our cases in a fresh process and return its JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--_case", kind, "--threads", str(threads),
                "--repeats", str(repeats)] + [str(a) for a in args]
+    return _run(command, f"{kind} {args}", env=dict(os.environ, **MALLOC[malloc]))
+
+
+def run_authors(options, kind, size, batch, threads, repeats):
+    """Run the authors' side of a case (tools/benchmark_authors.py under their PyTorch) and return its JSON."""
+    command = [options.authors_python, os.path.join(HERE, "benchmark_authors.py"), "--authors",
+               options.against_authors, "--case", "train" if kind == "training" else "infer", "--size", str(size),
+               "--batch", str(batch), "--threads", str(threads), "--repeats", str(repeats)]
+    return _run(command, f"authors' {kind} {size}")
+
+
+def _run(command, what, env=None):
     out = subprocess.run(command, capture_output=True, text=True, env=env)
     if out.returncode != 0:
-        raise RuntimeError(f"{kind} {args} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{what} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_tool(script, extra):
-    out = subprocess.run([sys.executable, os.path.join(HERE, script)] + extra, text=True)
-    return out.returncode
+def median_of(runs):
+    """The median over rounds of every number in a list of case results."""
+    merged = {}
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            merged[key] = statistics.median(r[key] for r in runs)
+        else:
+            merged[key] = value
+    merged["rounds"] = len(runs)
+    return merged
 
 
-def print_machine(rows):
-    with_flag, without = (r["reference_conv_ms"] for r in rows)
-    print(f"Machine check, conv2d 256->256 3x3 at 64x64, batch 2: {with_flag:.0f} ms (MKL_DEBUG_CPU_TYPE=5, as "
-          f"every entry point sets it), {without:.0f} ms without; when the targets were measured: 155 ms "
-          f"without, PyTorch 53 ms")
+def compare(options, kind, size, batch, threads, repeats):
+    """(authors, ours) of one case: alternately for options.rounds rounds, medians. A side that fails
+    (e.g. out of memory) is reported as missing, and the run goes on."""
+    authors, ours = [], []
+    for _ in range(options.rounds):
+        if options.against_authors:
+            authors.append(_try(run_authors, options, kind, size, batch, threads, repeats))
+        ours.append(_try(run_ours, kind, [size, batch], threads, repeats, options.malloc))
+    authors, ours = [r for r in authors if r], [r for r in ours if r]
+    return (median_of(authors) if authors else None), (median_of(ours) if ours else None)
 
 
-def print_inference(rows):
-    print("\nGenerator inference, batch 1 (ms; PyTorch eager here: 387 ms at 256, 5500 ms at 512)")
-    print(f"{'model':10s} {'dygraph':>9s} {'predictor':>10s} {'+oneDNN':>9s} {'|diff|':>9s} {'peak GB':>8s}")
+def _try(run, *args):
+    try:
+        return run(*args)
+    except RuntimeError as err:
+        print(f"  (failed: {str(err).splitlines()[0]} ... {str(err).strip().splitlines()[-1]})", flush=True)
+        return None
+
+
+# ---- printing ---------------------------------------------------------------------------------------
+
+def _row(label, theirs, ours, unit, scale=1.0):
+    t = f"{theirs * scale:10.2f}" if theirs is not None else f"{'-':>10s}"
+    o = f"{ours * scale:10.2f}" if ours is not None else f"{'-':>10s}"
+    ratio = f"{ours / theirs:7.2f}" if theirs and ours is not None else f"{'':7s}"
+    print(f"  {label:44s} {t} {o} {ratio}  {unit}", flush=True)
+
+
+def print_size(size, result):
+    arch = "mul 1, narrow 0.5" if size == 256 else "mul 2, narrow 1"
+    print(f"\nGPEN-{size} ({arch})                                  authors       ours   ratio")
+    train = result.get("training")
+    if train:
+        a, o = (side or {} for side in train)
+        batch = TRAIN_BATCH[size]
+        for label, key in (("plain training iteration (D + G + EMA)", "plain_iteration_s"), ("  D step", "d_step_s"),
+                           ("  G step", "g_step_s"), ("R1 step", "r1_step_s"), ("path-length step", "path_length_step_s")):
+            _row(f"{label}, batch {batch}", a.get(key), o.get(key), "s")
+        _row("peak memory, training", a.get("peak_rss_gb"), o.get("peak_rss_gb"), "GB")
+    for batch in (1, 2):
+        infer = result.get(f"inference_{batch}")
+        if infer:
+            a, o = (side or {} for side in infer)
+            _row(f"generator dygraph (eager), batch {batch}", a.get("eager_ms"), o.get("dygraph_ms"), "ms")
+            _row(f"generator oneDNN predictor, batch {batch}", a.get("eager_ms"), o.get("predictor_ms"), "ms")
+            _row(f"  peak memory, inference batch {batch}", a.get("peak_rss_gb"), o.get("peak_rss_gb"), "GB")
+    counts = result.get("counts")
+    if counts:  # FLOPs and kernel calls: ours only
+        f, p = counts["forward_gflops"], counts["phase_gflops"]
+        print(f"  FLOPs (ours, batch {TRAIN_BATCH[size]}): forward G {f['g']['conv_matmul'] + f['g']['blur']:.1f} GFLOP "
+              f"(blurs {f['g']['blur']:.1f}; as dense bands {f['g']['blur_dense']:.1f}, as taps "
+              f"{f['g']['blur_taps']:.2f}), D {f['d']['conv_matmul'] + f['d']['blur']:.1f} (blurs {f['d']['blur']:.1f}; "
+              f"dense {f['d']['blur_dense']:.1f}, taps {f['d']['blur_taps']:.2f})")
+        print("  FLOPs per phase: " + ", ".join(f"{k} {v:.0f} GFLOP" for k, v in p.items()))
+        print("  kernel calls per iteration: " + ", ".join(f"{k} {v}" for k, v in counts["ops_per_iteration"].items()))
+
+
+def print_blurs(rows):
+    print("\nSeparable [1,3,3,1] blur, batch 2, ms: dense band | tap convolutions (forward / +backward / +double backward)")
     for r in rows:
-        print(f"GPEN-{r['size']:<5d} {r['dygraph_ms']:9.0f} {r['predictor_plain_ms']:10.0f} "
-              f"{r['predictor_onednn_ms']:9.0f} {r['predictor_onednn_max_abs_diff_vs_dygraph']:9.1e} "
-              f"{r['peak_rss_gb']:8.2f}")
-        if "predictor_onednn_batch8_images_per_s" in r:
-            print(f"  oneDNN predictor throughput: {r['predictor_onednn_batch1_images_per_s']:.2f} images/s at "
-                  f"batch 1, {r['predictor_onednn_batch8_images_per_s']:.2f} images/s at batch 8")
-
-
-def print_training(rows):
-    print("\nTraining iteration phases (s; authors' code at 256: plain 9.97, R1 4.62, path length 5.30, 3.3 GB)")
-    print(f"{'model':10s} {'D':>6s} {'G':>6s} {'plain':>7s} {'R1':>6s} {'path':>6s} {'mean':>6s} {'img/s':>6s} "
-          f"{'peak GB':>8s}")
-    for r in rows:
-        print(f"GPEN-{r['size']:<5d} {r['d_step_s']:6.2f} {r['g_step_s']:6.2f} {r['plain_iteration_s']:7.2f} "
-              f"{r['r1_step_s']:6.2f} {r['path_length_step_s']:6.2f} {r['mean_iteration_s']:6.2f} "
-              f"{r['samples_per_s_plain']:6.2f} {r['peak_rss_gb']:8.2f}")
+        print(f"  {r['side']:5d}px x {r['channels']:3d} ch   band {r['band_forward_ms']:8.1f} {r['band_backward_ms']:8.1f} "
+              f"{r['band_double_ms']:8.1f}   taps {r['taps_forward_ms']:8.1f} {r['taps_backward_ms']:8.1f} "
+              f"{r['taps_double_ms']:8.1f}")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--sections", nargs="+", default=["inference", "training"],
-                        choices=["inference", "training", "data", "fid", "faces"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES), choices=SIZES)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads")
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per figure (median reported)")
+    parser.add_argument("--sections", nargs="+", default=["inference", "training", "counts"],
+                        choices=["inference", "training", "counts", "blurs", "data", "fid", "faces"])
+    parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512], choices=SIZES)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (both sides)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed inference calls per process (median)")
+    parser.add_argument("--rounds", type=int, default=1, help="processes per case and side, alternating (median)")
+    parser.add_argument("--against-authors", default="", metavar="PATH",
+                        help="checkout of the authors' repository: time their code in the same run")
+    parser.add_argument("--authors-python", default="", metavar="PYTHON",
+                        help="a Python with PyTorch for --against-authors (default: this one)")
+    parser.add_argument("--malloc", choices=sorted(MALLOC), default="hugepages",
+                        help="our processes: glibc's malloc on transparent huge pages (see MALLOC), or its defaults")
     parser.add_argument("--json", default="output/benchmark.json", help="write the figures here")
     parser.add_argument("--_case", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("case_args", nargs="*", help=argparse.SUPPRESS)
+    parser.add_argument("case_args", nargs="*", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     from utils.runtime import prepare_cpu
     prepare_cpu(args.threads)
-    if args._case == "machine":
-        print(json.dumps(machine_case(args.threads, args.repeats)))
+    if args._case:
+        print(json.dumps(CASES[args._case](*args.case_args, args.threads, args.repeats)))
         return 0
-    if args._case == "inference":
-        print(json.dumps(inference_case(int(args.case_args[0]), args.threads, args.repeats)))
-        return 0
-    if args._case == "training":
-        print(json.dumps(training_case(int(args.case_args[0]), int(args.case_args[1]), args.threads,
-                                       args.repeats)))
-        return 0
+    if args.against_authors:
+        args.authors_python = args.authors_python or sys.executable
+        probe = subprocess.run([args.authors_python, "-c", "import torch"], capture_output=True)
+        if probe.returncode != 0:
+            print(f"error: {args.authors_python} cannot import torch; give a Python with PyTorch as --authors-python",
+                  file=sys.stderr)
+            return 2
 
-    report = {"threads": args.threads, "cpu": _cpu_name(), "paddle": _paddle_version()}
-    # An empty MKL_DEBUG_CPU_TYPE leaves MKL's default kernels, as the targets' reference was measured.
-    report["machine"] = [run_case("machine", [], args.threads, args.repeats, env=dict(os.environ, MKL_DEBUG_CPU_TYPE=v))
-                         for v in ("5", "")]
-    print_machine(report["machine"])
-    if "inference" in args.sections:
-        report["inference"] = [run_case("inference", [size], args.threads, args.repeats) for size in args.sizes]
-        print_inference(report["inference"])
-    if "training" in args.sections:
-        report["training"] = [run_case("training", [size, 2], args.threads, 1 if size >= 512 else 2)
-                              for size in args.sizes]
-        print_training(report["training"])
+    report = {"threads": args.threads, "cpu": _cpu_name(), "paddle": _paddle_version(), "load": os.getloadavg(),
+              "authors": args.against_authors or None, "malloc": args.malloc}
+    report["machine"] = run_ours("machine", [], args.threads, args.repeats, args.malloc)
+    print(f"Machine check, conv2d 256->256 3x3 at 64x64, batch 2: {report['machine']['reference_conv_ms']:.0f} ms; "
+          f"load average {report['load'][0]:.1f} on {os.cpu_count()} cores; our processes: malloc {args.malloc}")
+    report["sizes"] = {}
+    for size in args.sizes if {"training", "inference", "counts"} & set(args.sections) else []:
+        result = report["sizes"].setdefault(str(size), {})
+        if "training" in args.sections:
+            result["training"] = compare(args, "training", size, TRAIN_BATCH[size], args.threads, TRAIN_REPEATS[size])
+        if "inference" in args.sections:
+            for batch in (1, 2):
+                result[f"inference_{batch}"] = compare(args, "inference", size, batch, args.threads, args.repeats)
+        if "counts" in args.sections:
+            result["counts"] = _try(run_ours, "counts", [size, TRAIN_BATCH[size]], args.threads, 1, args.malloc)
+        print_size(size, result)
+        _write(args.json, report)  # what is measured so far
+    if "blurs" in args.sections:
+        report["blurs"] = [run_ours("blurs", [side, channels], args.threads, args.repeats, args.malloc)
+                           for side, channels in BLUR_CASES]
+        print_blurs(report["blurs"])
     folder = os.path.dirname(os.path.abspath(args.json))
     for section, script in (("data", "benchmark_data.py"), ("fid", "benchmark_fid.py"), ("faces", "benchmark_faces.py")):
         if section in args.sections:
             target = os.path.join(folder, f"benchmark_{section}.json")
             flag = "--out" if section == "fid" else "--json"
-            report[section] = {"json": target, "status": run_tool(script, ["--threads", str(args.threads), flag, target])}
-    os.makedirs(folder, exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"\nwrote {args.json}")
+            status = subprocess.run([sys.executable, os.path.join(HERE, script), "--threads", str(args.threads),
+                                     flag, target]).returncode
+            report[section] = {"json": target, "status": status}
+    report["load_after"] = os.getloadavg()
+    _write(args.json, report)
+    print(f"\nload average at the end {report['load_after'][0]:.1f}; wrote {args.json}")
     return 0
+
+
+def _write(path, report):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2)
 
 
 def _cpu_name():

@@ -44,9 +44,11 @@ def adam_settings(base_lr, beta1, beta2, regularizer):
     return base_lr * c, beta1 ** c, beta2 ** c
 
 
-def ema_decay(train_cfg):
-    """g_ema ← a·g_ema + (1−a)·g with a = 0.5 ** (images per step / half-life in images)."""
-    return 0.5 ** (train_cfg.ema_images_per_step / train_cfg.ema_halflife_images)
+def ema_decay(train_cfg, global_batch):
+    """g_ema ← a·g_ema + (1−a)·g with a = 0.5 ** (images per step / half-life in images); a step counts
+    as the authors' 32 images unless train.ema_authors_step_images is 0 (then as the global batch)."""
+    images = train_cfg.ema_authors_step_images or global_batch
+    return 0.5 ** (images / train_cfg.ema_halflife_images)
 
 
 @paddle.no_grad()
@@ -65,11 +67,26 @@ def set_trainable(layer, flag):
 
 def path_length_noise(seed, iteration, shape, rank=0, world_size=1):
     """N(0,1) noise for the path-length penalty, a function of (seed, iteration) only: the global batch
-    is drawn and each process takes its part, so resuming and the process count change nothing."""
+    is drawn and each process takes its part, so resuming and the process count change nothing.
+
+    Drawn on the device by Paddle's generator, seeded for this draw with a key made of (seed,
+    iteration); the generators' states are put back afterwards, so the rest of the run's random
+    numbers do not depend on whether a path-length step ran. Nothing of the image's size is made on
+    the host."""
     n = shape[0]
-    rng = np.random.default_rng([seed, iteration, 0x9A7])
-    full = rng.standard_normal((n * world_size,) + tuple(shape[1:]), dtype=np.float32)
-    return paddle.to_tensor(full[rank * n:(rank + 1) * n])
+    key = int(np.random.SeedSequence([seed, iteration, 0x9A7]).generate_state(1)[0])
+    states = [(device, paddle.get_rng_state(device)) for device in _generator_devices()]
+    paddle.seed(key)
+    full = paddle.randn([n * world_size] + list(shape[1:]), dtype="float32")
+    for device, state in states:
+        paddle.set_rng_state(state, device)
+    return full[rank * n:(rank + 1) * n]
+
+
+def _generator_devices():
+    """The generators paddle.seed resets: the CPU's, and the current device's when it is not the CPU."""
+    current = paddle.get_device().split(":")[0]
+    return ["cpu"] if current == "cpu" else ["cpu", current]
 
 
 class TrainStep:
@@ -87,7 +104,7 @@ class TrainStep:
         self.path = LazyRegularizer(t.g_reg_every, t.pl_weight)
         self.g_optim = self._optimizer(generator, t.g_lr, self.path)
         self.d_optim = self._optimizer(discriminator, t.d_lr, self.r1)
-        self.ema_decay = ema_decay(t)
+        self.ema_decay = ema_decay(t, t.batch_size * (world.size if world is not None else 1))
         self.mean_path_length = 0.0
         self.last = {}  # most recent value of every logged quantity (regularizers keep theirs between runs)
         self.phase_seconds = {}  # host time of each phase of the last iteration (for benchmarks)
@@ -135,7 +152,11 @@ class TrainStep:
         with paddle.no_grad():
             fake, _ = self.g(degraded)
         groups = t.batch_groups
-        fake_pred, real_pred = self.d(fake, groups=groups), self.d(real, groups=groups)
+        # One pass of D over fake and real together: the minibatch-stddev groups are contiguous, so
+        # 2·groups groups give each half exactly its own statistics (half the kernel launches).
+        n = fake.shape[0]
+        predictions = self.d(paddle.concat([fake, real]), groups=2 * groups)
+        fake_pred, real_pred = predictions[:n], predictions[n:]
         d_loss = d_logistic_loss(real_pred, fake_pred)
         self._step(self.d_optim, self.d, d_loss)
         log.update(d=d_loss, real_score=real_pred.mean(), fake_score=fake_pred.mean())
