@@ -63,7 +63,7 @@ def parse_args(argv):
     parser.add_argument("--sr_scale", type=int, default=2, choices=(1, 2, 4))
     parser.add_argument("--tile_size", type=int, default=None,
                         help="SR tile side in input pixels; 0 = the whole photo at once (the authors' default); "
-                             "default: tiles of ~1024 output pixels (bounded memory)")
+                             "default: tiles of 768 output pixels (bounded memory)")
     parser.add_argument("--indir", default="examples/imgs", help="input folder")
     parser.add_argument("--outdir", default="results/outs-BFR", help="output folder")
     parser.add_argument("--ext", default=".jpg", help="extension (format) of the written files")

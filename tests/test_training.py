@@ -250,3 +250,14 @@ def test_resume_rebuilds_from_the_checkpoint_s_config_and_refuses_a_changed_arch
         resumed_config(content, "run.pdckpt", CommandLine(overrides=["train.g_lr=0.01"]))
     with pytest.raises(UserError, match="stores no config"):
         resumed_config({}, "old.pdckpt", CommandLine())
+
+
+def test_resume_may_move_the_identity_weights_but_not_switch_the_identity_loss():
+    from trainer.checkpoint import resumed_config
+    from utils.config import CommandLine, config_to_dict
+
+    content = {"config": config_to_dict(load_config(None, ["train.id_weights=/old/ir_se50.pth"]))}
+    moved = resumed_config(content, "run.pdckpt", CommandLine(overrides=["train.id_weights=/new/ir_se50.pth"]))
+    assert moved.train.id_weights == "/new/ir_se50.pth"
+    with pytest.raises(UserError, match=r"train\.id_weights: '/old/ir_se50\.pth' -> ''"):
+        resumed_config(content, "run.pdckpt", CommandLine(overrides=["train.id_weights=null"]))

@@ -6,7 +6,7 @@ Paddle .pdparams file, without torch and without running any code stored in the 
     python tools/convert_weights.py pt_inception-2015-12-05-6726825d.pth inception.pdparams
     python tools/convert_weights.py model_ir_se50.pth model_ir_se50.pdparams
 
-The network is recognised from its keys (KNOWN_WEIGHTS, each entry declared by its network's module);
+The network is recognised from its keys (known_weights(), each entry declared by its network's module);
 for GPEN the architecture (size, channel multiplier, narrow) is read off the shapes and printed, and the
 result is checked by loading it into a fresh model. Every script also reads the .pth files directly.
 """

@@ -128,6 +128,9 @@ def resumed_config(content, path, command_line=None, requested=None):
     before, after = flat_config(stored), flat_config(cfg)
     changed = [k for k in after if after[k] != before.get(k) and k not in CHANGEABLE_ON_RESUME
                and not k.startswith(CHANGEABLE_SECTIONS_ON_RESUME)]
+    # The identity weights may move (a path), but switching the identity loss on or off changes the recipe.
+    if bool(before.get("train.id_weights")) != bool(after["train.id_weights"]):
+        changed.append("train.id_weights")
     if changed:
         shown = ", ".join(f"{k}: {before.get(k)!r} -> {after[k]!r}" for k in changed[:4])
         more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
