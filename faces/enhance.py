@@ -18,8 +18,9 @@ the networks that take BGR are wrapped: `authors_detection`, `parser_of`, `sr_of
 8. cv2.convertScaleAbs of the float32 blend background * (1 - mask) + faces * mask.
 
 What differs from their code, none of which changes a result:
-* the faces of a photo go through GPEN and the parser in batches of `batch_size`, not one network
-  call per face;
+* the faces of a photo are handed to GPEN and the parser in batches of `batch_size` (the parser runs
+  them together; GPEN's runner computes one face per call on a CPU, its fastest there, and whole
+  batches on a GPU);
 * the mask comparison and the blend are computed only inside the rectangles the warped faces can reach
   (elsewhere the mask is exactly 0 and the blend returns the background exactly);
 * each stage is timed (`EnhanceResult.timings`).

@@ -220,8 +220,8 @@ class Upsample(nn.Layer):
         # `kernel`: the checkpoints' buffer (see Blur); the phase filters below are what runs.
         k = make_kernel(kernel) * factor ** 2
         self.register_buffer("kernel", paddle.to_tensor(k, dtype=paddle.get_default_dtype()))
-        p = len(kernel) - factor
-        self.pad = ((p + 1) // 2 + factor - 1, p // 2)  # (2, 1) for the 4-tap kernel
+        # The phase filters are upfirdn2d(up=2) with the spec's pads (2, 1) for a 4-tap kernel; the tests
+        # compare them with upfirdn2d at pads computed from GPEN_SPEC's formula.
         self.register_buffer("phases", paddle.to_tensor(self.phase_kernels(k), dtype=paddle.get_default_dtype()),
                              persistable=False)
 
