@@ -55,7 +55,9 @@ def main(argv=None):
     # Kept as a CommandLine: a resumed run applies it over the checkpoint's configuration.
     command_line = command_line_from_args(args, flags)
     cfg = command_line.apply()
-    prepare_cpu(cfg.runtime.threads)
+    # Freed memory is not kept for reuse in training (see utils.runtime.set_malloc): it would raise the
+    # peak by a third or more; GPEN_MALLOC=keep trades that memory for speed.
+    prepare_cpu(cfg.runtime.threads, keep_freed_memory=False)
     from trainer.loop import train
     return train(cfg, command_line)
 

@@ -14,7 +14,7 @@ import pytest
 
 from utils.runtime import prepare_cpu
 
-prepare_cpu(2)
+prepare_cpu(2, keep_freed_memory=False)  # the suite is one long process: glibc's defaults bound its memory
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

@@ -32,7 +32,7 @@ def tree(tmp_path):
     (repo / "tests" / "test_x.py").write_text(TESTS)
     (repo / "utils").mkdir()
     (repo / "utils" / "__init__.py").write_text("")
-    (repo / "utils" / "runtime.py").write_text("def prepare_cpu(threads=0):\n    pass\n")
+    (repo / "utils" / "runtime.py").write_text("def prepare_cpu(threads=0, keep_freed_memory=True):\n    pass\n")
     (repo / "pytest.ini").write_text("[pytest]\ntestpaths = tests\npythonpath = .\naddopts = -ra -p no:cacheprovider\n")
     return repo
 

@@ -26,6 +26,8 @@ Architectures: GPEN-256 = mul 1, narrow 0.5 (the authors' GPEN-BFR-256); 512 and
   iteration and of one with R1 and path length, counted by Paddle's profiler on a narrow copy of the
   architecture (same layers, fewer channels: the count does not depend on the width). On a GPU, small
   sizes are bound by these launches.
+* profile (ours): the ops the time goes to (Paddle's profiler, op events summed by name), in the
+  generator's dygraph forward and in one training iteration with R1 and path length.
 * blurs: the separable [1,3,3,1] blur at sides 16..1024 as two banded matmuls and as two one-channel
   tap convolutions: forward, forward + backward, and forward + double backward (as in R1 / path length).
   The crossover sets model/layers.py's DENSE_BLUR_MAX_SIDE.
@@ -192,10 +194,9 @@ class FlopCounter:
         return False
 
 
-def count_kernel_calls(fn):
-    """Paddle kernel calls (forward and backward) made by fn(), from the profiler's events."""
+def _trace_events(fn):
+    """The complete ("X") events of Paddle's profiler over one call of fn()."""
     import glob
-    import re
     import tempfile
 
     import paddle.profiler as profiler
@@ -209,9 +210,56 @@ def count_kernel_calls(fn):
         prof.stop()
         (trace,) = glob.glob(os.path.join(folder, "*.json"))
         with open(trace) as f:
-            events = json.load(f)["traceEvents"]
+            return [e for e in json.load(f)["traceEvents"] if e.get("ph") == "X"]
+
+
+def count_kernel_calls(fn):
+    """Paddle kernel calls (forward and backward) made by fn(), from the profiler's events."""
+    import re
+
     # Every kernel call has one "<op> infer_meta" event.
-    return sum(1 for e in events if e.get("ph") == "X" and re.match(r"\S+ infer_meta\[", e.get("name", "")))
+    return sum(1 for e in _trace_events(fn) if re.match(r"\S+ infer_meta\[", e.get("name", "")))
+
+
+def top_ops(fn, count=12):
+    """The ops fn() spends its time in: [(op, calls, seconds, share of the op time)], most time first.
+    An op is a profiler event of category Operator ("conv2d dygraph", "conv2d_grad grad_node", ...)."""
+    seconds, calls = {}, {}
+    for e in _trace_events(fn):
+        if e.get("cat") == "Operator":
+            name = e["name"].split("[")[0].strip()
+            seconds[name] = seconds.get(name, 0.0) + e["dur"] / 1e6
+            calls[name] = calls.get(name, 0) + 1
+    total = sum(seconds.values()) or 1.0
+    ranked = sorted(seconds, key=seconds.get, reverse=True)[:count]
+    return [(name, calls[name], seconds[name], seconds[name] / total) for name in ranked]
+
+
+def profile_case(size, batch, threads, repeats):
+    """Where the time goes (Paddle's profiler): the generator's dygraph forward, and one training iteration
+    with R1 and path length (TrainStep at i = 16), at full width (freed memory kept, GPEN_MALLOC=keep)."""
+    import numpy as np
+    import paddle
+
+    from model.loading import build_discriminator, build_generator
+    from trainer.recipe import TrainStep, accumulate
+
+    cfg = official_config(size, [f"train.batch_size={batch}", "train.w_id=0"])
+    paddle.seed(0)
+    g, d, g_ema = build_generator(cfg.model), build_discriminator(cfg.model), build_generator(cfg.model)
+    accumulate(g_ema, g, 0.0)
+    rng = np.random.default_rng(0)
+    lq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    hq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    g.eval()
+    with paddle.no_grad():
+        g(lq)[0].numpy()  # warm-up: cached constants
+        forward = top_ops(lambda: g(lq)[0].numpy())
+    g.train()
+    step = TrainStep(cfg, g, d, g_ema)
+    step(1, lq, hq)
+    iteration = top_ops(lambda: float(step(16, lq, hq)["d"]))
+    return {"dygraph_forward": forward, "iteration_with_r1_and_path_length": iteration}
 
 
 def counts_case(size, batch, threads, repeats):
@@ -281,23 +329,24 @@ def blurs_case(side, channels, threads, repeats):
 
 
 CASES = {"machine": machine_case, "inference": inference_case, "training": training_case, "counts": counts_case,
-         "blurs": blurs_case}
+         "blurs": blurs_case, "profile": profile_case}
 
 
 # ---- running cases ----------------------------------------------------------------------------------
 
-# Our processes run with glibc's malloc backing large blocks by transparent huge pages (madvise). Paddle's
-# CPU allocator frees every tensor back to malloc, and glibc maps and unmaps each large block afresh
-# (strace: one mmap/munmap pair per 16 MB tensor), so every large allocation page-faults: on this VM
-# ~4-6 us per 4 KB page — 4,100 faults (~20 ms) for one 16 MB activation, 37,000 for the im2col buffer
-# of one 64->32 3x3 conv at 256^2. With 2 MB pages the faults drop 512-fold and memory is still given
-# back. glibc reads the tunable at start-up only, hence an environment variable of the child process.
-# (Keeping freed memory instead — MALLOC_MMAP_MAX_=0 — fragments the heap: GPEN-1024 training then
-# outgrew 24 GB.)
-MALLOC = {"hugepages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "system": {}}
+# Our processes run as the entry scripts do (utils.runtime.set_malloc): the inference cases with glibc
+# keeping freed blocks of up to 2 GB for reuse, the training case with glibc's defaults, as train.py. The
+# reason: Paddle's CPU allocator frees every tensor back to malloc, and glibc otherwise maps and unmaps
+# each large block afresh, page-faulting it in on every allocation (on this VM ~4-6 us per 4 KB page:
+# 37,000 faults for the im2col buffer of one 64->32 3x3 conv at 256^2); kept blocks cost memory, which
+# training cannot spare. For comparison: blocks kept everywhere, glibc's defaults everywhere, or its
+# defaults with large blocks on transparent huge pages (a tunable read at start-up: an environment
+# variable of the child process).
+MALLOC = {"scripts": {}, "keep": {"GPEN_MALLOC": "keep"}, "system": {"GPEN_MALLOC": "system"},
+          "hugepages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "GPEN_MALLOC": "system"}}
 
 
-def run_ours(kind, args, threads, repeats, malloc="hugepages"):
+def run_ours(kind, args, threads, repeats, malloc="scripts"):
     """Run one of our cases in a fresh process and return its JSON."""
     command = [sys.executable, os.path.abspath(__file__), "--_case", kind, "--threads", str(threads),
                "--repeats", str(repeats)] + [str(a) for a in args]
@@ -387,6 +436,12 @@ def print_size(size, result):
               f"dense {f['d']['blur_dense']:.1f}, taps {f['d']['blur_taps']:.2f})")
         print("  FLOPs per phase: " + ", ".join(f"{k} {v:.0f} GFLOP" for k, v in p.items()))
         print("  kernel calls per iteration: " + ", ".join(f"{k} {v}" for k, v in counts["ops_per_iteration"].items()))
+    profile = result.get("profile")
+    if profile:  # ours only
+        for part, label in (("dygraph_forward", f"dygraph forward, batch {TRAIN_BATCH[size]}"),
+                            ("iteration_with_r1_and_path_length", "iteration with R1 and path length")):
+            print(f"  top ops, {label}: " + ", ".join(
+                f"{name} {seconds:.2f} s ({100 * share:.0f} %, {calls} calls)" for name, calls, seconds, share in profile[part]))
 
 
 def print_blurs(rows):
@@ -401,7 +456,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--sections", nargs="+", default=["inference", "training", "counts"],
-                        choices=["inference", "training", "counts", "blurs", "data", "fid", "faces"])
+                        choices=["inference", "training", "counts", "profile", "blurs", "data", "fid", "faces"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512], choices=SIZES)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (both sides)")
     parser.add_argument("--repeats", type=int, default=3, help="timed inference calls per process (median)")
@@ -410,15 +465,16 @@ def main(argv=None):
                         help="checkout of the authors' repository: time their code in the same run")
     parser.add_argument("--authors-python", default="", metavar="PYTHON",
                         help="a Python with PyTorch for --against-authors (default: this one)")
-    parser.add_argument("--malloc", choices=sorted(MALLOC), default="hugepages",
-                        help="our processes: glibc's malloc on transparent huge pages (see MALLOC), or its defaults")
+    parser.add_argument("--malloc", choices=sorted(MALLOC), default="scripts",
+                        help="our processes' malloc: as the entry scripts set it, freed blocks kept, glibc's "
+                             "defaults, or its defaults on transparent huge pages (see MALLOC)")
     parser.add_argument("--json", default="output/benchmark.json", help="write the figures here")
     parser.add_argument("--_case", default=None, help=argparse.SUPPRESS)
     parser.add_argument("case_args", nargs="*", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     from utils.runtime import prepare_cpu
-    prepare_cpu(args.threads)
+    prepare_cpu(args.threads, keep_freed_memory=args._case != "training")  # as train.py / the inference scripts
     if args._case:
         print(json.dumps(CASES[args._case](*args.case_args, args.threads, args.repeats)))
         return 0
@@ -436,7 +492,7 @@ def main(argv=None):
     print(f"Machine check, conv2d 256->256 3x3 at 64x64, batch 2: {report['machine']['reference_conv_ms']:.0f} ms; "
           f"load average {report['load'][0]:.1f} on {os.cpu_count()} cores; our processes: malloc {args.malloc}")
     report["sizes"] = {}
-    for size in args.sizes if {"training", "inference", "counts"} & set(args.sections) else []:
+    for size in args.sizes if {"training", "inference", "counts", "profile"} & set(args.sections) else []:
         result = report["sizes"].setdefault(str(size), {})
         if "training" in args.sections:
             result["training"] = compare(args, "training", size, TRAIN_BATCH[size], args.threads, TRAIN_REPEATS[size])
@@ -445,6 +501,8 @@ def main(argv=None):
                 result[f"inference_{batch}"] = compare(args, "inference", size, batch, args.threads, args.repeats)
         if "counts" in args.sections:
             result["counts"] = _try(run_ours, "counts", [size, TRAIN_BATCH[size]], args.threads, 1, args.malloc)
+        if "profile" in args.sections:
+            result["profile"] = _try(run_ours, "profile", [size, TRAIN_BATCH[size]], args.threads, 1, args.malloc)
         print_size(size, result)
         _write(args.json, report)  # what is measured so far
     if "blurs" in args.sections:

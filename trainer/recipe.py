@@ -17,6 +17,7 @@ import paddle
 from loss.adversarial import d_logistic_loss, g_nonsaturating_loss, path_length_penalty, r1_penalty
 from loss.content import feature_matching_loss, smooth_l1_loss
 from utils.errors import UserError
+from utils.runtime import release_freed_memory
 
 
 @dataclass
@@ -135,6 +136,7 @@ class TrainStep:
         optimizer.step()
 
     def _phase(self, name, start):
+        release_freed_memory()  # bounds the heap's growth when freed memory is kept (GPEN_MALLOC=keep)
         now = time.perf_counter()
         self.phase_seconds[name] = now - start
         return now
