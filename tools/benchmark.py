@@ -103,22 +103,31 @@ def inference_case(size, batch, threads, repeats):
             "predictor_max_abs_diff": float(np.abs(out - reference).max()), "peak_rss_gb": _peak_rss_gb()}
 
 
-def training_case(size, batch, threads, repeats):
-    """Phase times of our training iteration (trainer.recipe.TrainStep)."""
+def _training_setup(size, batch):
+    """The official architecture of `size` for a batch (no ID loss), seeded: (cfg, G, D, G_ema (a copy of G),
+    degraded, sharp), the images uniform in [-1, 1]."""
     import numpy as np
     import paddle
 
     from model.loading import build_discriminator, build_generator
-    from trainer.recipe import TrainStep, accumulate
+    from trainer.recipe import accumulate
 
     cfg = official_config(size, [f"train.batch_size={batch}", "train.w_id=0"])
     paddle.seed(0)
     g, d, g_ema = build_generator(cfg.model), build_discriminator(cfg.model), build_generator(cfg.model)
     accumulate(g_ema, g, 0.0)
-    step = TrainStep(cfg, g, d, g_ema)
     rng = np.random.default_rng(0)
     lq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
     hq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    return cfg, g, d, g_ema, lq, hq
+
+
+def training_case(size, batch, threads, repeats):
+    """Phase times of our training iteration (trainer.recipe.TrainStep)."""
+    from trainer.recipe import TrainStep
+
+    cfg, g, d, g_ema, lq, hq = _training_setup(size, batch)
+    step = TrainStep(cfg, g, d, g_ema)
     runs = {}
     # i = 1: a plain iteration (warm-up); then iterations with both regularizers (i % 16 == 0) and plain ones.
     schedule = [1] + [16 * (k + 1) for k in range(repeats)] + [2 * k + 3 for k in range(repeats)]
@@ -238,19 +247,11 @@ def top_ops(fn, count=12):
 def profile_case(size, batch, threads, repeats):
     """Where the time goes (Paddle's profiler): the generator's dygraph forward, and one training iteration
     with R1 and path length (TrainStep at i = 16), at full width (freed memory kept, GPEN_MALLOC=keep)."""
-    import numpy as np
     import paddle
 
-    from model.loading import build_discriminator, build_generator
-    from trainer.recipe import TrainStep, accumulate
+    from trainer.recipe import TrainStep
 
-    cfg = official_config(size, [f"train.batch_size={batch}", "train.w_id=0"])
-    paddle.seed(0)
-    g, d, g_ema = build_generator(cfg.model), build_discriminator(cfg.model), build_generator(cfg.model)
-    accumulate(g_ema, g, 0.0)
-    rng = np.random.default_rng(0)
-    lq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
-    hq = paddle.to_tensor(rng.uniform(-1, 1, (batch, 3, size, size)).astype(np.float32))
+    cfg, g, d, g_ema, lq, hq = _training_setup(size, batch)
     g.eval()
     with paddle.no_grad():
         g(lq)[0].numpy()  # warm-up: cached constants

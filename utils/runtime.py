@@ -12,6 +12,8 @@ import os
 import sys
 import warnings
 
+from utils.errors import UserError
+
 # glibc's mallopt parameters (malloc.h) and the largest value it takes (an int).
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _INT_MAX = 2 ** 31 - 1
@@ -53,14 +55,8 @@ def prepare_cpu(threads=0, keep_freed_memory=True):
     _import_paddle_quietly()
 
 
-_keeping_freed_memory = False
-
-
-def _libc():
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    except OSError:
-        return None
+# glibc's malloc_trim while freed blocks are kept (set once by set_malloc), else None.
+_malloc_trim = None
 
 
 def set_malloc(keep_freed_memory=True):
@@ -76,26 +72,29 @@ def set_malloc(keep_freed_memory=True):
     peaked at 24 GB against 13 GB (17 GB when the trainer releases the freed pages after each phase,
     `release_freed_memory`, for an iteration 17 % faster), so train.py keeps glibc's defaults.
     """
-    global _keeping_freed_memory
+    global _malloc_trim
     setting = os.environ.get("GPEN_MALLOC", "keep" if keep_freed_memory else "system")
     if setting not in ("keep", "system"):
-        raise SystemExit(f"error: GPEN_MALLOC={setting!r}; use keep or system")
-    libc = _libc() if sys.platform.startswith("linux") else None
-    if setting == "system" or libc is None or not hasattr(libc, "mallopt"):  # not glibc: nothing to set
-        _keeping_freed_memory = False
+        raise UserError(f"GPEN_MALLOC={setting!r} in the environment; use keep or system")
+    _malloc_trim = None
+    if setting == "system" or not sys.platform.startswith("linux"):
         return False
-    libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    _keeping_freed_memory = bool(libc.mallopt(_M_MMAP_THRESHOLD, _INT_MAX)) and \
-        bool(libc.mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
-    return _keeping_freed_memory
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt, malloc_trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to set
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    if mallopt(_M_MMAP_THRESHOLD, _INT_MAX) and mallopt(_M_TRIM_THRESHOLD, _INT_MAX):
+        _malloc_trim = malloc_trim
+    return _malloc_trim is not None
 
 
 def release_freed_memory():
     """While freed blocks are kept (set_malloc), give their pages back to the system (glibc's
     malloc_trim); the next use of a block faults its pages in once. A no-op otherwise."""
-    libc = _libc() if _keeping_freed_memory else None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _import_paddle_quietly():
@@ -112,8 +111,6 @@ def _import_paddle_quietly():
 def select_device(device):
     """Return the Paddle device string for 'auto' | 'cpu' | 'gpu' and make it current."""
     import paddle
-
-    from utils.errors import UserError
 
     if device == "auto":
         device = "gpu" if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() else "cpu"
