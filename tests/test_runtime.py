@@ -45,12 +45,12 @@ def _second_touch_faults(keep, malloc_setting=None):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings exist on Linux only")
-def test_inference_scripts_keep_freed_memory_and_training_does_not():
+def test_freed_memory_is_kept_for_reuse_unless_asked_not_to():
     pages = (BLOCK_MB << 20) // 4096
-    training = _second_touch_faults(False)     # train.py: glibc's defaults
-    if training < pages // 4:
-        pytest.skip(f"this C library reuses a freed {BLOCK_MB} MB block by itself ({training} faults)")
-    inference = _second_touch_faults(True)     # the inference scripts' default
-    assert inference < pages // 100, f"a freed {BLOCK_MB} MB block was faulted in again: {inference} faults"
+    system = _second_touch_faults(False)       # glibc's defaults
+    if system < pages // 4:
+        pytest.skip(f"this C library reuses a freed {BLOCK_MB} MB block by itself ({system} faults)")
+    kept = _second_touch_faults(True)          # the entry scripts' default
+    assert kept < pages // 100, f"a freed {BLOCK_MB} MB block was faulted in again: {kept} faults"
     assert _second_touch_faults(True, "system") > pages // 4, "GPEN_MALLOC=system did not restore glibc's defaults"
     assert _second_touch_faults(False, "keep") < pages // 100, "GPEN_MALLOC=keep did not keep freed memory"

@@ -246,7 +246,7 @@ def top_ops(fn, count=12):
 
 def profile_case(size, batch, threads, repeats):
     """Where the time goes (Paddle's profiler): the generator's dygraph forward, and one training iteration
-    with R1 and path length (TrainStep at i = 16), at full width (freed memory kept, GPEN_MALLOC=keep)."""
+    with R1 and path length (TrainStep at i = 16), at full width."""
     import paddle
 
     from trainer.recipe import TrainStep
@@ -335,14 +335,13 @@ CASES = {"machine": machine_case, "inference": inference_case, "training": train
 
 # ---- running cases ----------------------------------------------------------------------------------
 
-# Our processes run as the entry scripts do (utils.runtime.set_malloc): the inference cases with glibc
-# keeping freed blocks of up to 2 GB for reuse, the training case with glibc's defaults, as train.py. The
-# reason: Paddle's CPU allocator frees every tensor back to malloc, and glibc otherwise maps and unmaps
-# each large block afresh, page-faulting it in on every allocation (on this VM ~4-6 us per 4 KB page:
-# 37,000 faults for the im2col buffer of one 64->32 3x3 conv at 256^2); kept blocks cost memory, which
-# training cannot spare. For comparison: blocks kept everywhere, glibc's defaults everywhere, or its
-# defaults with large blocks on transparent huge pages (a tunable read at start-up: an environment
-# variable of the child process).
+# Our processes run as the entry scripts do (utils.runtime.set_malloc): glibc keeps freed blocks of up to
+# 2 GB for reuse (the trainer hands the pages back after each phase). The reason: Paddle's CPU allocator
+# frees every tensor back to malloc, and glibc otherwise maps and unmaps each large block afresh,
+# page-faulting it in on every allocation (on this VM ~4-6 us per 4 KB page: 37,000 faults for the im2col
+# buffer of one 64->32 3x3 conv at 256^2). For comparison: glibc's defaults (GPEN_MALLOC=system, the
+# lower-memory choice), or its defaults with large blocks on transparent huge pages (a tunable read at
+# start-up: an environment variable of the child process).
 MALLOC = {"scripts": {}, "keep": {"GPEN_MALLOC": "keep"}, "system": {"GPEN_MALLOC": "system"},
           "hugepages": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1", "GPEN_MALLOC": "system"}}
 
@@ -475,7 +474,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from utils.runtime import prepare_cpu
-    prepare_cpu(args.threads, keep_freed_memory=args._case != "training")  # as train.py / the inference scripts
+    prepare_cpu(args.threads)  # as every entry script (GPEN_MALLOC, set by --malloc, overrides)
     if args._case:
         print(json.dumps(CASES[args._case](*args.case_args, args.threads, args.repeats)))
         return 0

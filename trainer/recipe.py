@@ -136,7 +136,7 @@ class TrainStep:
         optimizer.step()
 
     def _phase(self, name, start):
-        release_freed_memory()  # bounds the heap's growth when freed memory is kept (GPEN_MALLOC=keep)
+        release_freed_memory()  # bounds the heap's growth while freed memory is kept (utils.runtime.set_malloc)
         now = time.perf_counter()
         self.phase_seconds[name] = now - start
         return now

@@ -68,9 +68,10 @@ def set_malloc(keep_freed_memory=True):
     large activation and im2col buffer is page-faulted in again: measured here, GPEN-512's last 3x3
     convolution (a 1.2 GB im2col buffer) took 2.0-3.2 s inside a forward pass against 0.6 s once its
     buffer is reused, and the whole forward 7.5-9 s against 5-6 s. The price is memory the heap cannot
-    hand back while fragmented: harmless for inference, but a GPEN-512 training iteration at batch 2
-    peaked at 24 GB against 13 GB (17 GB when the trainer releases the freed pages after each phase,
-    `release_freed_memory`, for an iteration 17 % faster), so train.py keeps glibc's defaults.
+    hand back while fragmented: a training iteration keeps its peak bounded only because the trainer
+    releases the freed pages after each phase (`release_freed_memory`); GPEN-512 at batch 2 then peaked
+    at 17 GB against 13 GB with glibc's defaults (24 GB without the release) for an iteration 17 % faster;
+    GPEN-1024 at batch 1 peaks at 19 GB against 15 GB. GPEN_MALLOC=system is the lower-memory choice.
     """
     global _malloc_trim
     setting = os.environ.get("GPEN_MALLOC", "keep" if keep_freed_memory else "system")
