@@ -4,6 +4,7 @@
     python tools/benchmark.py --sizes 256 512 1024 --rounds 2 \\
         --against-authors /path/to/GPEN --authors-python /path/to/torch-venv/bin/python
     python tools/benchmark.py --sections blurs                 # dense band vs tap convolutions, per side
+    python tools/benchmark.py --sections convs --against-authors /path/to/GPEN --authors-python ...
     python tools/benchmark.py --sections data fid faces        # data pipeline, FID features, whole photos
 
 Every run first times the issues' reference convolution (256->256 3x3 at 64x64, batch 2): a shared CPU's
@@ -31,6 +32,10 @@ Architectures: GPEN-256 = mul 1, narrow 0.5 (the authors' GPEN-BFR-256); 512 and
 * blurs: the separable [1,3,3,1] blur at sides 16..1024 as two banded matmuls and as two one-channel
   tap convolutions: forward, forward + backward, and forward + double backward (as in R1 / path length).
   The crossover sets model/layers.py's DENSE_BLUR_MAX_SIDE.
+* convs: one 3x3 convolution at each of GPEN-256's resolutions (its channels there, batch 1): Paddle's
+  conv2d forward and forward + backward, and the two halves of its CPU kernel alone, the im2col copy
+  (F.unfold; also timed in a one-thread process: it does not use the second core) and the GEMM on its
+  columns; with --against-authors, PyTorch's conv2d (oneDNN) on the same shapes. What bounds dygraph.
 * data / fid / faces: tools/benchmark_data.py, tools/benchmark_fid.py, tools/benchmark_faces.py.
 """
 import argparse
@@ -47,6 +52,7 @@ SIZES = (256, 512, 1024)
 TRAIN_BATCH = {256: 2, 512: 2, 1024: 1}   # 1024 at batch 1: what a 24 GB machine is asked to fit
 TRAIN_REPEATS = {256: 2, 512: 1, 1024: 1}  # timed iterations of each kind per process
 BLUR_CASES = ((16, 512), (32, 512), (64, 512), (128, 256), (256, 128), (512, 64), (1024, 32))  # side, channels
+CONV_CASES = ((32, 256), (64, 128), (128, 64), (256, 32))  # side, channels of GPEN-256's 3x3 convolutions
 
 
 def official_config(size, overrides=()):
@@ -329,8 +335,31 @@ def blurs_case(side, channels, threads, repeats):
     return result
 
 
+def convs_case(side, channels, threads, repeats):
+    """Milliseconds of one 3x3 convolution (channels -> channels, side², batch 1) and of its im2col and GEMM."""
+    import paddle
+    import paddle.nn.functional as F
+
+    x0, w = paddle.randn([1, channels, side, side]), paddle.randn([channels, channels, 3, 3])
+    columns = F.unfold(x0, 3, paddings=1)[0]            # (9·channels, side²)
+    flat_w = w.reshape([channels, 9 * channels])
+    x = x0.detach()
+    x.stop_gradient = False
+
+    def backward():
+        F.conv2d(x, w, padding=1).sum().backward()
+
+    with paddle.no_grad():
+        result = {"side": side, "channels": channels, "threads": threads,
+                  "conv_forward_ms": 1000 * _median_seconds(lambda: F.conv2d(x0, w, padding=1), repeats),
+                  "im2col_ms": 1000 * _median_seconds(lambda: F.unfold(x0, 3, paddings=1), repeats),
+                  "gemm_ms": 1000 * _median_seconds(lambda: paddle.matmul(flat_w, columns), repeats)}
+    result["conv_backward_ms"] = 1000 * _median_seconds(backward, repeats)
+    return result
+
+
 CASES = {"machine": machine_case, "inference": inference_case, "training": training_case, "counts": counts_case,
-         "blurs": blurs_case, "profile": profile_case}
+         "blurs": blurs_case, "convs": convs_case, "profile": profile_case}
 
 
 # ---- running cases ----------------------------------------------------------------------------------
@@ -354,10 +383,13 @@ def run_ours(kind, args, threads, repeats, malloc="scripts"):
 
 
 def run_authors(options, kind, size, batch, threads, repeats):
-    """Run the authors' side of a case (tools/benchmark_authors.py under their PyTorch) and return its JSON."""
+    """Run the authors' side of a case (tools/benchmark_authors.py under their PyTorch) and return its JSON.
+    For kind "convs", size and batch are the side and the channels of the convolution."""
+    case = {"training": "train", "inference": "infer", "convs": "conv"}[kind]
+    shape = ["--side", str(size), "--channels", str(batch)] if kind == "convs" else ["--size", str(size),
+                                                                                      "--batch", str(batch)]
     command = [options.authors_python, os.path.join(HERE, "benchmark_authors.py"), "--authors",
-               options.against_authors, "--case", "train" if kind == "training" else "infer", "--size", str(size),
-               "--batch", str(batch), "--threads", str(threads), "--repeats", str(repeats)]
+               options.against_authors, "--case", case] + shape + ["--threads", str(threads), "--repeats", str(repeats)]
     return _run(command, f"authors' {kind} {size}")
 
 
@@ -444,6 +476,17 @@ def print_size(size, result):
                 f"{name} {seconds:.2f} s ({100 * share:.0f} %, {calls} calls)" for name, calls, seconds, share in profile[part]))
 
 
+def print_convs(rows):
+    print("\n3x3 convolution, batch 1, ms: PyTorch (oneDNN) | Paddle forward, forward + backward; its im2col "
+          "(2 threads / 1 thread) and GEMM")
+    for theirs, ours, one_thread in rows:
+        t = f"{theirs['conv_forward_ms']:7.1f}" if theirs else f"{'-':>7s}"
+        ratio = f"{ours['conv_forward_ms'] / theirs['conv_forward_ms']:5.1f}x" if theirs else ""
+        print(f"  {ours['side']:4d}px x {ours['channels']:3d} ch   torch {t}   paddle {ours['conv_forward_ms']:7.1f} {ratio:6s}"
+              f" {ours['conv_backward_ms']:7.1f}   im2col {ours['im2col_ms']:6.1f} / {one_thread['im2col_ms']:6.1f}"
+              f"   GEMM {ours['gemm_ms']:6.1f}")
+
+
 def print_blurs(rows):
     print("\nSeparable [1,3,3,1] blur, batch 2, ms: dense band | tap convolutions (forward / +backward / +double backward)")
     for r in rows:
@@ -456,7 +499,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--sections", nargs="+", default=["inference", "training", "counts"],
-                        choices=["inference", "training", "counts", "profile", "blurs", "data", "fid", "faces"])
+                        choices=["inference", "training", "counts", "profile", "blurs", "convs", "data", "fid",
+                                 "faces"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[256, 512], choices=SIZES)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (both sides)")
     parser.add_argument("--repeats", type=int, default=3, help="timed inference calls per process (median)")
@@ -486,10 +530,11 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
 
-    report = {"threads": args.threads, "cpu": _cpu_name(), "paddle": _paddle_version(), "load": os.getloadavg(),
+    report = {"threads": args.threads, "cpu": _cpu_name(), "simd": _simd_level(), "paddle": _paddle_version(), "load": os.getloadavg(),
               "authors": args.against_authors or None, "malloc": args.malloc}
     report["machine"] = run_ours("machine", [], args.threads, args.repeats, args.malloc)
-    print(f"Machine check, conv2d 256->256 3x3 at 64x64, batch 2: {report['machine']['reference_conv_ms']:.0f} ms; "
+    print(f"Machine check ({report['cpu']}, {report['simd']}), conv2d 256->256 3x3 at 64x64, batch 2: "
+          f"{report['machine']['reference_conv_ms']:.0f} ms; "
           f"load average {report['load'][0]:.1f} on {os.cpu_count()} cores; our processes: malloc {args.malloc}")
     report["sizes"] = {}
     for size in args.sizes if {"training", "inference", "counts", "profile"} & set(args.sections) else []:
@@ -505,6 +550,13 @@ def main(argv=None):
             result["profile"] = _try(run_ours, "profile", [size, TRAIN_BATCH[size]], args.threads, 1, args.malloc)
         print_size(size, result)
         _write(args.json, report)  # what is measured so far
+    if "convs" in args.sections:
+        report["convs"] = []
+        for side, channels in CONV_CASES:
+            theirs, ours = compare(args, "convs", side, channels, args.threads, args.repeats)
+            one_thread = run_ours("convs", [side, channels], 1, args.repeats, args.malloc)
+            report["convs"].append((theirs, ours, one_thread))
+        print_convs(report["convs"])
     if "blurs" in args.sections:
         report["blurs"] = [run_ours("blurs", [side, channels], args.threads, args.repeats, args.malloc)
                            for side, channels in BLUR_CASES]
@@ -538,6 +590,16 @@ def _cpu_name():
     except OSError:
         pass
     return "unknown"
+
+
+def _simd_level():
+    """The widest vector extension the CPU reports: the speed of both sides' convolutions depends on it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return "unknown"
+    return next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "unknown")
 
 
 def _paddle_version():

@@ -15,6 +15,8 @@ JSON line:
   is D + G + EMA, as on our side. Iteration numbers as ours: a plain warm-up, then iterations that run
   both regularizers and plain ones; the median of each phase is reported.
 * infer: `FullGenerator(x)` under `torch.no_grad()`, eager, the median of `--repeats` calls.
+* conv: PyTorch's own 3x3 `F.conv2d` (channels -> channels at side², batch 1, no grad), the convolution their
+  layers call, without their code.
 
 Their custom CUDA ops are never built: `face_model/op` compiles them only when CUDA is available and
 otherwise runs its pure-PyTorch paths (`upfirdn2d_native`, `F.leaky_relu`), which is what runs here.
@@ -195,15 +197,34 @@ def infer_case(model, size, batch, repeats):
     return {"eager_ms": 1000 * median(times)}
 
 
+def conv_case(side, channels, repeats):
+    import torch
+    import torch.nn.functional as F
+
+    x, w = torch.randn(1, channels, side, side), torch.randn(channels, channels, 3, 3)
+    times = []
+    with torch.no_grad():
+        F.conv2d(x, w, padding=1)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            F.conv2d(x, w, padding=1)
+            times.append(time.perf_counter() - start)
+    return {"conv_forward_ms": 1000 * median(times)}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--authors", required=True, help="checkout of the authors' repository (yangxy/GPEN)")
-    parser.add_argument("--case", choices=["train", "infer"], required=True)
-    parser.add_argument("--size", type=int, choices=sorted(ARCHITECTURES), required=True)
+    parser.add_argument("--case", choices=["train", "infer", "conv"], required=True)
+    parser.add_argument("--size", type=int, choices=sorted(ARCHITECTURES), help="train, infer: the architecture")
+    parser.add_argument("--side", type=int, default=256, help="conv: the map's side")
+    parser.add_argument("--channels", type=int, default=32, help="conv: input and output channels")
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.case != "conv" and args.size is None:
+        parser.error(f"--case {args.case} needs --size")
     if not os.path.isfile(os.path.join(args.authors, "face_model", "gpen_model.py")):
         print(f"error: {args.authors} is not a checkout of the authors' GPEN (no face_model/gpen_model.py)",
               file=sys.stderr)
@@ -212,11 +233,12 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    model, ts = import_authors(os.path.abspath(args.authors))
-    if args.case == "train":
-        result = train_case(model, ts, args.size, args.batch, args.repeats)
+    if args.case == "conv":
+        result = conv_case(args.side, args.channels, args.repeats)
+    elif args.case == "train":
+        result = train_case(*import_authors(os.path.abspath(args.authors)), args.size, args.batch, args.repeats)
     else:
-        result = infer_case(model, args.size, args.batch, args.repeats)
+        result = infer_case(import_authors(os.path.abspath(args.authors))[0], args.size, args.batch, args.repeats)
     result.update(side="authors", case=args.case, size=args.size, batch=args.batch, threads=args.threads,
                   torch=torch.__version__, peak_rss_gb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6)
     print(json.dumps(result))
