@@ -530,7 +530,8 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
 
-    report = {"threads": args.threads, "cpu": _cpu_name(), "simd": _simd_level(), "paddle": _paddle_version(), "load": os.getloadavg(),
+    cpu, simd = _cpu()
+    report = {"threads": args.threads, "cpu": cpu, "simd": simd, "paddle": _paddle_version(), "load": os.getloadavg(),
               "authors": args.against_authors or None, "malloc": args.malloc}
     report["machine"] = run_ours("machine", [], args.threads, args.repeats, args.malloc)
     print(f"Machine check ({report['cpu']}, {report['simd']}), conv2d 256->256 3x3 at 64x64, batch 2: "
@@ -581,25 +582,20 @@ def _write(path, report):
         json.dump(report, f, indent=2)
 
 
-def _cpu_name():
+def _cpu():
+    """(model name, widest vector extension) from /proc/cpuinfo: the speed of both sides' convolutions
+    depends on the extension."""
+    fields = {}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return "unknown"
-
-
-def _simd_level():
-    """The widest vector extension the CPU reports: the speed of both sides' convolutions depends on it."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return "unknown"
-    return next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "unknown")
+    flags = fields.get("flags", "").split()
+    simd = next((name for name in ("avx512f", "avx2", "avx", "sse4_2") if name in flags), "unknown")
+    return fields.get("model name", "unknown"), simd
 
 
 def _paddle_version():

@@ -77,6 +77,20 @@ def median(values):
     return values[len(values) // 2]
 
 
+def median_ms(call, repeats):
+    """Milliseconds of call(), the median of `repeats` timed calls after one warm-up, without autograd."""
+    import torch
+
+    times = []
+    with torch.no_grad():
+        call()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+    return 1000 * median(times)
+
+
 class Phases:
     """Their training iteration (the body of train_simple.train), one phase at a time."""
 
@@ -187,14 +201,7 @@ def infer_case(model, size, batch, repeats):
     torch.manual_seed(0)
     generator = model.FullGenerator(size, 512, 8, channel_multiplier=mul, narrow=narrow, device="cpu").eval()
     x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    times = []
-    with torch.no_grad():
-        generator(x)  # warm-up
-        for _ in range(repeats):
-            start = time.perf_counter()
-            generator(x)
-            times.append(time.perf_counter() - start)
-    return {"eager_ms": 1000 * median(times)}
+    return {"eager_ms": median_ms(lambda: generator(x), repeats)}
 
 
 def conv_case(side, channels, repeats):
@@ -202,14 +209,7 @@ def conv_case(side, channels, repeats):
     import torch.nn.functional as F
 
     x, w = torch.randn(1, channels, side, side), torch.randn(channels, channels, 3, 3)
-    times = []
-    with torch.no_grad():
-        F.conv2d(x, w, padding=1)  # warm-up
-        for _ in range(repeats):
-            start = time.perf_counter()
-            F.conv2d(x, w, padding=1)
-            times.append(time.perf_counter() - start)
-    return {"conv_forward_ms": 1000 * median(times)}
+    return {"conv_forward_ms": median_ms(lambda: F.conv2d(x, w, padding=1), repeats)}
 
 
 def main(argv=None):
