@@ -36,6 +36,8 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 
+from model.conv import conv2d
+
 SQRT2 = math.sqrt(2.0)
 
 
@@ -293,7 +295,7 @@ class EqualConv2d(nn.Layer):
                                           default_initializer=nn.initializer.Constant(0.0)) if bias else None
 
     def forward(self, x):
-        return F.conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
+        return conv2d(x, self.weight * self.scale, bias=self.bias, stride=self.stride, padding=self.padding)
 
 
 class EqualLinear(nn.Layer):
@@ -418,12 +420,12 @@ class ModulatedConv2d(nn.Layer):
             # (size 2H+2) whose last row/column is exactly zero; so blurring T with pads (p0, p1)
             # equals blurring Z with pads (p0, p1 − 1).
             h, wd = x.shape[2], x.shape[3]
-            out = F.conv2d(x, self.polyphase_weight(w), padding=1)  # (N, 4·out, H+1, W+1)
+            out = conv2d(x, self.polyphase_weight(w), padding=1)  # (N, 4·out, H+1, W+1)
             out = interleave_phases(out.reshape([-1, self.out_channel, 4, h + 1, wd + 1]), self.out_channel)
             return self.blur(out, pad=(self.blur.pad[0], self.blur.pad[1] - 1))
         if self.downsample:
-            return F.conv2d(self.blur(x), w, stride=2)
-        return F.conv2d(x, w, padding=self.padding)
+            return conv2d(self.blur(x), w, stride=2)
+        return conv2d(x, w, padding=self.padding)
 
     def forward(self, x, style):
         s = self.modulation(style) * self.scale  # (N, in)

@@ -1,6 +1,8 @@
 """Numerical parity with the authors' PyTorch GPEN (config A of ../shared/fixtures/upstream_gpen):
 every forward intermediate, the perturbed-weight variants, and the losses and gradients of grads_A.npz
-(D logistic loss, R1 through double backward, G adversarial + SmoothL1, path-length penalty)."""
+(D logistic loss, R1 through double backward, G adversarial + SmoothL1, path-length penalty).
+Each test runs with the convolution the CPU uses (model/conv.py's oneDNN op) and with Paddle's conv2d
+(GPUs, static graphs, GPEN_CONV=paddle)."""
 import numpy as np
 import paddle
 import pytest
@@ -19,6 +21,13 @@ GRAD_TOL = 1e-3      # relative L2 over all parameter gradients of one loss
 
 def rel_to_max(ours, theirs):
     return float(np.abs(np.asarray(ours) - theirs).max() / np.abs(theirs).max())
+
+
+@pytest.fixture(autouse=True, params=["as-configured", "paddle"], ids=lambda mode: f"conv-{mode}")
+def conv_mode(request, monkeypatch):
+    if request.param == "paddle":
+        monkeypatch.setenv("GPEN_CONV", "paddle")
+    return request.param
 
 
 @pytest.fixture(scope="module")

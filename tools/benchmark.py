@@ -180,14 +180,24 @@ class FlopCounter:
     def _add(self, flops):
         self.totals["blur" if self.in_blur else "conv_matmul"] += flops
 
-    def __enter__(self):
-        F, paddle = self.F, self.paddle
-        self.conv2d, self.matmul = F.conv2d, paddle.matmul
+    def _add_conv(self, weight, out):
+        per_output = 2 * weight.shape[1] * weight.shape[2] * weight.shape[3]  # weight: (out, in/groups, kh, kw)
+        self._add(per_output * out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3])
 
-        def conv2d(x, weight, *args, **kwargs):
+    def __enter__(self):
+        from model import conv
+
+        F, paddle = self.F, self.paddle
+        self.conv2d, self.matmul, self.onednn = F.conv2d, paddle.matmul, conv._run_onednn
+
+        def conv2d(x, weight, *args, **kwargs):  # Paddle's (blurs; model/conv.py off the CPU or without oneDNN)
             out = self.conv2d(x, weight, *args, **kwargs)
-            per_output = 2 * weight.shape[1] * weight.shape[2] * weight.shape[3]  # weight: (out, in/groups, kh, kw)
-            self._add(per_output * out.shape[0] * out.shape[1] * out.shape[2] * out.shape[3])
+            self._add_conv(weight, out)
+            return out
+
+        def onednn(x, weight, *args):  # model/conv.py's oneDNN op
+            out = self.onednn(x, weight, *args)
+            self._add_conv(weight, out)
             return out
 
         def matmul(x, y, transpose_x=False, transpose_y=False, name=None):
@@ -199,11 +209,13 @@ class FlopCounter:
             self._add(2 * inner * count)
             return out
 
-        F.conv2d, paddle.matmul = conv2d, matmul
+        F.conv2d, paddle.matmul, conv._run_onednn = conv2d, matmul, onednn
         return self
 
     def __exit__(self, *exc):
-        self.F.conv2d, self.paddle.matmul = self.conv2d, self.matmul
+        from model import conv
+
+        self.F.conv2d, self.paddle.matmul, conv._run_onednn = self.conv2d, self.matmul, self.onednn
         for hook in self.hooks:
             hook.remove()
         return False
@@ -346,15 +358,20 @@ def convs_case(side, channels, threads, repeats):
     x = x0.detach()
     x.stop_gradient = False
 
-    def backward():
-        F.conv2d(x, w, padding=1).sum().backward()
+    def backward(convolve):
+        convolve(x, w, padding=1).sum().backward()
 
     with paddle.no_grad():
         result = {"side": side, "channels": channels, "threads": threads,
                   "conv_forward_ms": 1000 * _median_seconds(lambda: F.conv2d(x0, w, padding=1), repeats),
                   "im2col_ms": 1000 * _median_seconds(lambda: F.unfold(x0, 3, paddings=1), repeats),
                   "gemm_ms": 1000 * _median_seconds(lambda: paddle.matmul(flat_w, columns), repeats)}
-    result["conv_backward_ms"] = 1000 * _median_seconds(backward, repeats)
+    result["conv_backward_ms"] = 1000 * _median_seconds(lambda: backward(F.conv2d), repeats)
+    from model import conv
+    if conv.mode() != "paddle" and conv.onednn_available():  # what GPEN's layers run (model/conv.py)
+        with paddle.no_grad():
+            result["onednn_forward_ms"] = 1000 * _median_seconds(lambda: conv.conv2d(x0, w, padding=1), repeats)
+        result["onednn_backward_ms"] = 1000 * _median_seconds(lambda: backward(conv.conv2d), repeats)
     return result
 
 
@@ -477,14 +494,18 @@ def print_size(size, result):
 
 
 def print_convs(rows):
-    print("\n3x3 convolution, batch 1, ms: PyTorch (oneDNN) | Paddle forward, forward + backward; its im2col "
-          "(2 threads / 1 thread) and GEMM")
+    print("\n3x3 convolution, batch 1, ms: PyTorch (oneDNN) forward | Paddle's conv2d forward, forward + backward; "
+          "its im2col (2 threads / 1 thread) and GEMM | model/conv.py (oneDNN op) forward, forward + backward")
     for theirs, ours, one_thread in rows:
         t = f"{theirs['conv_forward_ms']:7.1f}" if theirs else f"{'-':>7s}"
         ratio = f"{ours['conv_forward_ms'] / theirs['conv_forward_ms']:5.1f}x" if theirs else ""
-        print(f"  {ours['side']:4d}px x {ours['channels']:3d} ch   torch {t}   paddle {ours['conv_forward_ms']:7.1f} {ratio:6s}"
-              f" {ours['conv_backward_ms']:7.1f}   im2col {ours['im2col_ms']:6.1f} / {one_thread['im2col_ms']:6.1f}"
-              f"   GEMM {ours['gemm_ms']:6.1f}")
+        line = (f"  {ours['side']:4d}px x {ours['channels']:3d} ch   torch {t}   paddle {ours['conv_forward_ms']:7.1f} "
+                f"{ratio:6s} {ours['conv_backward_ms']:7.1f}   im2col {ours['im2col_ms']:6.1f} / "
+                f"{one_thread['im2col_ms']:6.1f}   GEMM {ours['gemm_ms']:6.1f}")
+        if "onednn_forward_ms" in ours:
+            ratio = f"{ours['onednn_forward_ms'] / theirs['conv_forward_ms']:5.1f}x" if theirs else ""
+            line += f"   oneDNN op {ours['onednn_forward_ms']:6.1f} {ratio:6s} {ours['onednn_backward_ms']:7.1f}"
+        print(line)
 
 
 def print_blurs(rows):

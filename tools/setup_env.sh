@@ -49,6 +49,9 @@ function _setup_main() {
         || return 1
 
     mapfile -t unmet < <("${python}" "${_setup_repo}/tools/check_requirements.py" "${files[@]}")
+    # oneDNN's C++ headers, for the oneDNN convolution model/conv.py compiles (installed with --no-deps).
+    local headers=()
+    mapfile -t headers < <("${python}" "${_setup_repo}/tools/check_requirements.py" "${_setup_repo}/requirements-onednn.txt")
     local editable=yes
     # The repository itself: importable from anywhere (tools/, test_tipc/) as this checkout.
     (cd / && "${python}" -c "import os, sys, utils; sys.exit(os.path.dirname(os.path.dirname(os.path.abspath(utils.__file__))) != sys.argv[1])" \
@@ -56,16 +59,16 @@ function _setup_main() {
 
     local system=no
     [[ ${where} == *"not a virtual environment"* ]] && system=yes
-    if (( ${#unmet[@]} == 0 )) && [[ ${system} == yes && ${editable} == yes ]]; then
+    if (( ${#unmet[@]} + ${#headers[@]} == 0 )) && [[ ${system} == yes && ${editable} == yes ]]; then
         # A system Python is never modified (many refuse pip, PEP 668); the two commands do not need the
         # checkout installed (scripts run from its root, pytest puts the root on sys.path).
         echo "setup: nothing to install; using ${where}, Python $("${python}" -c 'import platform; print(platform.python_version())')" \
              "(this checkout is not pip-installed in it: these commands do not need that, tools/*.py do: pip install -e .)"
-    elif (( ${#unmet[@]} == 0 )) && [[ ${editable} == no ]]; then
+    elif (( ${#unmet[@]} + ${#headers[@]} == 0 )) && [[ ${editable} == no ]]; then
         echo "setup: nothing to install; using ${where}, Python $("${python}" -c 'import platform; print(platform.python_version())')"
     else
         if [[ ${system} == yes ]]; then
-            echo "setup: ${python} lacks ${#unmet[@]} requirement(s); creating the virtual environment ${_setup_repo}/.venv and installing there"
+            echo "setup: ${python} lacks $(( ${#unmet[@]} + ${#headers[@]} )) requirement(s); creating the virtual environment ${_setup_repo}/.venv and installing there"
             "${python}" -m venv "${_setup_repo}/.venv" \
                 || _setup_fail "'${python} -m venv' failed (Debian/Ubuntu: apt install python3-venv), or activate a virtual environment first" \
                 || return 1
@@ -75,12 +78,19 @@ function _setup_main() {
             where="${_setup_repo}/.venv (new)"
             "${python}" -m pip install --quiet --upgrade pip || _setup_fail "upgrading pip in ${_setup_repo}/.venv failed" || return 1
             mapfile -t unmet < <("${python}" "${_setup_repo}/tools/check_requirements.py" "${files[@]}")
+            mapfile -t headers < <("${python}" "${_setup_repo}/tools/check_requirements.py" "${_setup_repo}/requirements-onednn.txt")
             editable=yes
         fi
         if (( ${#unmet[@]} )); then
             echo "setup: installing into ${where}: ${unmet[*]}"
             "${python}" -m pip install --quiet "${unmet[@]}" \
                 || _setup_fail "pip could not install ${unmet[*]} (see pip's message above)" || return 1
+        fi
+        if (( ${#headers[@]} )); then
+            # Headers only: with its dependencies the package would pull Intel's SYCL and OpenCL runtimes.
+            echo "setup: installing into ${where} without dependencies: ${headers[*]}"
+            "${python}" -m pip install --quiet --no-deps "${headers[@]}" \
+                || _setup_fail "pip could not install ${headers[*]} (see pip's message above)" || return 1
         fi
         if [[ ${editable} == yes ]]; then
             echo "setup: installing this checkout into ${where} (pip install -e .)"

@@ -50,7 +50,8 @@ def prepare_cpu(threads=0, keep_freed_memory=True):
     os.environ.setdefault("MKL_DEBUG_CPU_TYPE", "5")
     # Paddle prints a warning for OMP_NUM_THREADS > 1 that concerns data-parallel CPU training only.
     os.environ.setdefault("GLOG_minloglevel", "2")
-    # Importing paddle warns about a missing ccache (it concerns compiling C++ extensions, which we never do).
+    # Importing paddle warns about a missing ccache: it concerns compiling C++ extensions, which model/conv.py
+    # does once per machine and announces itself.
     warnings.filterwarnings("ignore", message="No ccache found")
     _import_paddle_quietly()
 
