@@ -14,7 +14,9 @@ The decisions below are made once, here, for the whole network:
 * Speed on the CPU. Paddle's CPU broadcasts are fast only along the rows of a 2-D view with the smaller
   operand second, so per-channel biases and scales run on (N·C, H·W) views (`scale_channels`,
   `bias_leaky_relu`); constants made on the host are made once per device (`constant`), so a training
-  iteration copies nothing from the host and reads nothing back (tests/test_host_sync.py).
+  iteration copies nothing from the host and reads nothing back (tests/test_host_sync.py). Convolutions
+  with learned filters go through `model.conv.conv2d` (oneDNN's in dygraph on the CPU, 2-4x faster than
+  Paddle's conv2d); the one-channel convolutions of the blurs and phases stay F.conv2d, faster there.
 * Export. Nothing draws random numbers in `forward` (GPEN's "noise" is the encoder's features), the
   modulated convolution is the non-fused form (see ModulatedConv2d), which keeps the batch dynamic under
   `paddle.jit.to_static`, and all padding is folded into the convolutions (no pad op: paddle2onnx writes

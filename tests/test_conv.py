@@ -120,6 +120,7 @@ def test_an_unknown_mode_is_one_line(monkeypatch):
 
 
 def test_without_the_extension_it_falls_back_to_conv2d_and_says_why(monkeypatch, capsys):
+    monkeypatch.setenv("GPEN_CONV", "auto")  # CI runs with GPEN_CONV=onednn
     monkeypatch.setattr(conv, "_state", {"loaded": None, "why_not": None})
     monkeypatch.setattr(conv, "_told", [False])
 
