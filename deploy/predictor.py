@@ -10,8 +10,8 @@
   off, thread count) or GPU (optionally TensorRT fp32/fp16).
 
 Facts about Paddle 3.3's CPU predictor with oneDNN that shaped the layer forms (model/layers.py):
-oneDNN's conv + leaky_relu fuse segfaults, a 2-D pad in the graph corrupts the heap, and a few op
-combinations (a banded matmul fed by a fused conv + bias, a relu-based leaky ReLU) return wrong values.
+its leaky_relu segfaults, a 2-D pad in the graph corrupts the heap, and a matmul whose 4-D operand comes
+straight from a chain of oneDNN ops (a fused conv + bias + activation) returns wrong values.
 Outputs are therefore always compared with dygraph in the tests, over fresh processes.
 """
 import contextlib

@@ -23,9 +23,11 @@ The decisions below are made once, here, for the whole network:
   Pad's value wrongly).
 * Bias + leaky ReLU has two forms of the same function, chosen by `paddle.in_dynamic_mode()`: in
   dygraph the fastest double-differentiable kernels of Paddle's CPU build (see `bias_leaky_relu`); in a
-  static graph (export) `maximum(x, 0.2·x)`, which the inference predictor (oneDNN on) and paddle2onnx
-  handle (oneDNN's conv + leaky_relu fuse pass crashes the predictor and paddle2onnx writes LeakyRelu's
-  alpha wrongly). tests/test_layers.py checks that both forms agree.
+  static graph (export) `0.6·x + 0.4·|x|`, which the inference predictor (oneDNN on) and paddle2onnx
+  handle: oneDNN's leaky_relu crashes the predictor, paddle2onnx writes LeakyRelu's alpha wrongly, and
+  `maximum(x, 0.2·x)`, the form exported before, has no oneDNN kernel, so each one cost two layout
+  conversions (8-11 % of GPEN-256's and GPEN-1024's predictor time). tests/test_layers.py checks that
+  both forms agree.
 * Leaky ReLU has PyTorch's slope 0.2 at exactly 0 in training (Paddle's F.leaky_relu uses 1 there and
   `maximum(x, 0.2·x)` splits the tie, 0.6). That matters: the zero-initialised noise channels sit
   exactly at 0, so the convention decides the first optimizer step (GPEN_SPEC §9).
@@ -59,10 +61,11 @@ def leaky_relu(x, negative_slope=0.2):
 @paddle.jit.not_to_static  # plain Python branching only; dy2static would lose the module globals
 def bias_leaky_relu(x, bias=None, gain=SQRT2, negative_slope=0.2):
     """gain · leaky_relu(x + bias), bias along axis 1 of an (N, C, ...) tensor (StyleGAN2's fused op)."""
-    if not paddle.in_dynamic_mode():  # static graph for export: no gradients, predictor-friendly ops
+    if not paddle.in_dynamic_mode():  # static graph for export: no gradients, oneDNN kernels only
         if bias is not None:
             x = x + bias.reshape([1, -1] + [1] * (len(x.shape) - 2))
-        return paddle.maximum(x, x * negative_slope) * gain
+        # leaky_relu(x, a) = (1 + a)/2·x + (1 − a)/2·|x|
+        return x * ((1 + negative_slope) / 2 * gain) + paddle.abs(x) * ((1 - negative_slope) / 2 * gain)
     # Paddle's CPU kernels: a bias broadcast over (N, H, W) and `where` run 3-7x slower (forward and
     # backward) than an add broadcast along the rows of an (N·C, H·W) view and F.leaky_relu; and a
     # broadcast binary op is fast only with the smaller operand second (col − rows: ~8x slower than
@@ -162,12 +165,17 @@ def separable_upfirdn2d(x, kernel_1d, pad=(0, 0)):
 
 
 def band_matrix_blur(x, kernel, pad):
-    """The separable blur as two banded matrix products, rows then columns (cost: side per pixel)."""
-    h, w = x.shape[2], x.shape[3]
+    """The separable blur as two banded matrix products, rows then columns (cost: side per pixel).
+
+    The products take the (N·C, H, W) view: the oneDNN predictor returns wrong values for a matmul whose
+    4-D operand comes straight from a chain of oneDNN ops (a fused conv + bias + activation); the reshape
+    makes it hand over the plain layout."""
+    c, h, w = x.shape[1], x.shape[2], x.shape[3]
     pad = tuple(pad)
     rows = constant(("band", h, kernel, pad), lambda: band_matrix(h, kernel, 1, *pad), x.dtype)
     cols = constant(("band_t", w, kernel, pad), lambda: band_matrix(w, kernel, 1, *pad).T, x.dtype)
-    return paddle.matmul(paddle.matmul(rows, x), cols)
+    out = paddle.matmul(paddle.matmul(rows, x.reshape([-1, h, w])), cols)
+    return out.reshape([-1, c, out.shape[1], out.shape[2]])
 
 
 def tap_convolutions(x, kernel, pad):
@@ -348,17 +356,18 @@ class PixelNorm(nn.Layer):
 
 
 def _phase_taps():
-    """(9, 16) 0/1 matrix from a 3×3 kernel (ky, kx) to the four 2×2 phase kernels (ry, rx, ty, tx):
-    per axis, phase 0 takes taps (2, 0) and phase 1 takes (none, 1) (see ModulatedConv2d.polyphase_weight)."""
+    """(1, 4, 9, 4) 0/1 array from a 3×3 kernel (ky, kx) to the four 2×2 phase kernels: [0, phase, tap,
+    (ty, tx)] with phase = 2·ry + rx, tap = 3·ky + kx, and (ty, tx) at 2·ty + tx. Per axis, phase 0 takes
+    taps (2, 0) and phase 1 takes (none, 1) (see ModulatedConv2d.polyphase_weight)."""
     source = {(0, 0): 2, (0, 1): 0, (1, 0): None, (1, 1): 1}  # (phase, tap) -> kernel index
-    taps = np.zeros((9, 16), np.float32)
+    taps = np.zeros((1, 4, 9, 4), np.float32)
     for ry in range(2):
         for rx in range(2):
             for ty in range(2):
                 for tx in range(2):
                     ky, kx = source[(ry, ty)], source[(rx, tx)]
                     if ky is not None and kx is not None:
-                        taps[3 * ky + kx, 8 * ry + 4 * rx + 2 * ty + tx] = 1.0
+                        taps[0, 2 * ry + rx, 3 * ky + kx, 2 * ty + tx] = 1.0
     return taps
 
 
@@ -408,12 +417,13 @@ class ModulatedConv2d(nn.Layer):
 
         Per axis, T[2u] = w[0]·x[u] + w[2]·x[u−1] and T[2u+1] = w[1]·x[u]: over (x[u−1], x[u]) the phase
         filters are (w[2], w[0]) and (0, w[1]). The taps are picked by one matmul with a constant 0/1
-        matrix (fast, and differentiable twice; gathers and concatenations of size-1 slices are slow in
-        Paddle's CPU backward).
+        array, broadcast over the output channels and the phases, which writes the result in the
+        convolution's layout (fast, and differentiable twice; gathers and concatenations of size-1
+        slices are slow in Paddle's CPU backward, and so is the strided copy a transpose of the weights
+        costs: 31 ms for a 256 × 512 filter, 6 ms as this matmul).
         """
         out, inp = self.out_channel, self.in_channel
-        picked = paddle.matmul(w.reshape([out * inp, 9]), self.phase_taps)  # (out·in, 16): (ry, rx, ty, tx)
-        picked = picked.reshape([out, inp, 4, 4]).transpose([0, 2, 1, 3])
+        picked = paddle.matmul(w.reshape([out, 1, inp, 9]), self.phase_taps)  # (out, 4 phases, in, 2·2)
         return picked.reshape([out * 4, inp, 2, 2])
 
     def _convolve(self, x, w):
