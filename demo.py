@@ -73,7 +73,8 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=None,
                         help="FaceInpainting: seed of the brush strokes (default 0; unseeded with --authors)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all cores)")
-    parser.add_argument("--batch_size", type=int, default=4, help="faces per GPEN / ParseNet call")
+    parser.add_argument("--batch_size", type=int, default=4,
+                        help="faces per GPEN call, and per ParseNet call up to 2 on a CPU / 4 on a GPU")
     parser.add_argument("--backend", choices=("auto", "dygraph", "predictor"), default="auto",
                         help="auto: the checked oneDNN predictor on a CPU, dygraph on a GPU")
     parser.add_argument("--dry_run", action="store_true", help="print what would run and the files it needs; stop")

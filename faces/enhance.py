@@ -19,8 +19,8 @@ the networks that take BGR are wrapped: `authors_detection`, `parser_of`, `sr_of
 
 What differs from their code, none of which changes a result:
 * the faces of a photo are handed to GPEN and the parser in batches of `batch_size` (the parser runs
-  them together; GPEN's runner computes one face per call on a CPU, its fastest there, and whole
-  batches on a GPU);
+  them together, at most `faces.parsenet.default_batch_size()` at a time: 2 on a CPU; GPEN's runner
+  computes one face per call on a CPU, its fastest there, and whole batches on a GPU);
 * the mask comparison and the blend are computed only inside the rectangles the warped faces can reach
   (elsewhere the mask is exactly 0 and the blend returns the background exactly);
 * each stage is timed (`EnhanceResult.timings`).
@@ -385,7 +385,7 @@ def build_enhancer(face_generator, parsing_weights, detector, sr_weights=None, s
     against the file; None: the file's); sr_tile_size: None (RealESRNet's default tiles), 0 (whole
     photo) or a side. Returns EnhancerParts (the enhancer and a line saying what runs).
     """
-    from faces.parsenet import FaceParse
+    from faces.parsenet import FaceParse, default_batch_size
     from faces.realesrnet import RealESRNet
     from faces.retinaface import RetinaFaceDetector
 
@@ -396,7 +396,9 @@ def build_enhancer(face_generator, parsing_weights, detector, sr_weights=None, s
         sr = sr_of(realesrnet)
         tiles = "whole photo" if realesrnet.tile_size == 0 else f"{realesrnet.tile_size} px tiles"
         sr_text = f"Real-ESRNet x{realesrnet.scale} ({tiles}, {realesrnet.backend})"
-    parse = FaceParse(parsing_weights, backend=backend, threads=threads, batch_size=batch_size)
+    # batch_size bounds the parser's batches too; its own default is smaller on a CPU (memory traffic).
+    parse = FaceParse(parsing_weights, backend=backend, threads=threads,
+                      batch_size=min(batch_size, default_batch_size()))
     is_retinaface = isinstance(detector, RetinaFaceDetector)
     if is_retinaface and authors:
         detect, threshold = authors_detection(detector), SCORE_THRESHOLD

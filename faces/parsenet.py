@@ -249,14 +249,20 @@ def soft_mask(mask_u8):
     return mask_postprocess(np.asarray(mask_u8) / 255.0)
 
 
+def default_batch_size():
+    """Faces per ParseNet call: 4 on a GPU, 2 on the CPU, where the real network (~470 GFLOP a face) is
+    compute-bound and every face in a batch adds ~1.3 GB of activations in the predictor (which keeps them
+    after the call). Measured on 2 cores: a batch of 2 takes 0.85x the time of two calls; in the whole
+    Solvay photo with SR (29 faces) batches of 4 took 69-77 s against 60 s in batches of 2."""
+    return 2 if paddle.get_device() == "cpu" else 4
+
+
 class FaceParse:
     """The authors' FaceParse on our ParseNet.
 
     weights: a ParseNet file path (see load_parsenet) or a built ParseNet. backend: 'auto' (the checked
     oneDNN predictor on a CPU, dygraph on a GPU), 'predictor' or 'dygraph' (deploy.checked). batch_size:
-    faces per network call; None: 4 on a GPU, 2 on the CPU, where the real network (~470 GFLOP a face)
-    is compute-bound: measured on 2 cores, a batch of 2 takes 0.85x the time of two calls, and every
-    face in a batch adds ~1.3 GB of activations in the predictor (which keeps them after the call).
+    faces per network call; None: `default_batch_size()`.
     """
 
     size = NET_SIZE
@@ -266,7 +272,7 @@ class FaceParse:
 
         self.net = weights if isinstance(weights, ParseNet) else load_parsenet(weights)
         if batch_size is None:
-            batch_size = 2 if paddle.get_device() == "cpu" else 4
+            batch_size = default_batch_size()
         self.batch_size = max(1, int(batch_size))
         self._logits = checked_layer(self.net, (3, NET_SIZE, NET_SIZE), "ParseNet face parser", backend=backend,
                                      threads=threads, output_index=0)

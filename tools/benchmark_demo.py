@@ -124,7 +124,8 @@ def parse_args(argv):
     parser.add_argument("--cases", nargs="+", choices=("nosr", "sr2"), default=["nosr", "sr2"])
     parser.add_argument("--repeats", type=int, default=1, help="timed runs of each side per case (alternating)")
     parser.add_argument("--max_faces", type=int, default=0, help="use only the N largest faces (0: all)")
-    parser.add_argument("--batch_size", type=int, default=4, help="our faces per GPEN / ParseNet call")
+    parser.add_argument("--batch_size", type=int, default=4,
+                        help="our faces per GPEN call (ParseNet: up to 2 on a CPU)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sides", nargs="+", choices=("authors", "ours"), default=["authors", "ours"])
     parser.add_argument("--work_dir", default=os.path.join(ROOT, "output", "benchmark_demo"),
