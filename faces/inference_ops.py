@@ -6,9 +6,9 @@ op is pure data movement (pad, upsample, unshuffle); none of them is meant for t
   one-row slices.
 * No interpolate op (the predictor cannot convert its list-of-doubles scale attribute): nearest x2 is
   an expand + reshape.
-* No leaky_relu op in a static graph (oneDNN's leaky_relu crashes the predictor): (1 + a)/2·x + (1 − a)/2·|x|,
-  all oneDNN kernels (max(x, a·x), the form used before, has none and cost two layout conversions each:
-  ParseNet 5 % slower).
+* No leaky_relu op in a static graph (oneDNN's leaky_relu crashes the predictor): GPEN's exported form,
+  `model.layers.exported_leaky_relu` (max(x, a·x), the form used before, has no oneDNN kernel and cost two
+  layout conversions each: ParseNet 5 % slower).
 * Pixel-unshuffle as reshape / transpose, without strided slices.
 
 Every function takes the spatial size from the tensor at run time when a static graph leaves it open,
@@ -17,13 +17,15 @@ so the exported programs accept any H and W.
 import paddle
 import paddle.nn.functional as F
 
+from model.layers import exported_leaky_relu
+
 
 @paddle.jit.not_to_static  # Python branching on the mode, not a graph condition
 def leaky_relu(x, negative_slope=0.2):
     """Leaky ReLU (forward values; the slope at exactly 0 does not matter without gradients)."""
     if paddle.in_dynamic_mode():
         return F.leaky_relu(x, negative_slope)
-    return x * ((1 + negative_slope) / 2) + paddle.abs(x) * ((1 - negative_slope) / 2)
+    return exported_leaky_relu(x, negative_slope)
 
 
 @paddle.jit.not_to_static

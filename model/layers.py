@@ -58,14 +58,19 @@ def leaky_relu(x, negative_slope=0.2):
     return paddle.where(x > 0, x, x * negative_slope)
 
 
+def exported_leaky_relu(x, negative_slope=0.2, gain=1.0):
+    """gain · leaky_relu(x) as exported graphs compute it, (1 + a)/2·g·x + (1 − a)/2·g·|x|: oneDNN kernels
+    only (see the module doc); the gain is folded into the two scales. Forward values only."""
+    return x * ((1 + negative_slope) / 2 * gain) + paddle.abs(x) * ((1 - negative_slope) / 2 * gain)
+
+
 @paddle.jit.not_to_static  # plain Python branching only; dy2static would lose the module globals
 def bias_leaky_relu(x, bias=None, gain=SQRT2, negative_slope=0.2):
     """gain · leaky_relu(x + bias), bias along axis 1 of an (N, C, ...) tensor (StyleGAN2's fused op)."""
     if not paddle.in_dynamic_mode():  # static graph for export: no gradients, oneDNN kernels only
         if bias is not None:
             x = x + bias.reshape([1, -1] + [1] * (len(x.shape) - 2))
-        # leaky_relu(x, a) = (1 + a)/2·x + (1 − a)/2·|x|
-        return x * ((1 + negative_slope) / 2 * gain) + paddle.abs(x) * ((1 - negative_slope) / 2 * gain)
+        return exported_leaky_relu(x, negative_slope, gain)
     # Paddle's CPU kernels: a bias broadcast over (N, H, W) and `where` run 3-7x slower (forward and
     # backward) than an add broadcast along the rows of an (N·C, H·W) view and F.leaky_relu; and a
     # broadcast binary op is fast only with the smaller operand second (col − rows: ~8x slower than
