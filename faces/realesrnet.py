@@ -46,7 +46,7 @@ import numpy as np
 import paddle
 import paddle.nn as nn
 
-from faces.inference_ops import leaky_relu, pixel_unshuffle, upsample_nearest2
+from faces.inference_ops import conv_leaky_relu, pixel_unshuffle, scaled_conv, upsample_nearest2
 from utils.errors import UserError
 from utils.weights import WeightKind, check_state_dict, read_state_dict
 
@@ -77,8 +77,8 @@ class ResidualDenseBlock(nn.Layer):
     def forward(self, x):
         features = [x]
         for conv in (self.conv1, self.conv2, self.conv3, self.conv4):
-            features.append(leaky_relu(conv(paddle.concat(features, axis=1)), LEAKY_SLOPE))
-        return self.conv5(paddle.concat(features, axis=1)) * DENSE_RESIDUAL_SCALE + x
+            features.append(conv_leaky_relu(conv, paddle.concat(features, axis=1), LEAKY_SLOPE))
+        return scaled_conv(self.conv5, paddle.concat(features, axis=1), DENSE_RESIDUAL_SCALE) + x
 
 
 class RRDB(nn.Layer):
@@ -118,9 +118,9 @@ class RRDBNet(nn.Layer):
             x = pixel_unshuffle(x, self.unshuffle)
         features = self.conv_first(x)
         features = features + self.conv_body(self.body(features))
-        features = leaky_relu(self.conv_up1(upsample_nearest2(features)), LEAKY_SLOPE)
-        features = leaky_relu(self.conv_up2(upsample_nearest2(features)), LEAKY_SLOPE)
-        return self.conv_last(leaky_relu(self.conv_hr(features), LEAKY_SLOPE))
+        features = conv_leaky_relu(self.conv_up1, upsample_nearest2(features), LEAKY_SLOPE)
+        features = conv_leaky_relu(self.conv_up2, upsample_nearest2(features), LEAKY_SLOPE)
+        return self.conv_last(conv_leaky_relu(self.conv_hr, features, LEAKY_SLOPE))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -23,11 +23,13 @@ The decisions below are made once, here, for the whole network:
   Pad's value wrongly).
 * Bias + leaky ReLU has two forms of the same function, chosen by `paddle.in_dynamic_mode()`: in
   dygraph the fastest double-differentiable kernels of Paddle's CPU build (see `bias_leaky_relu`); in a
-  static graph (export) `0.6·x + 0.4·|x|`, which the inference predictor (oneDNN on) and paddle2onnx
-  handle: oneDNN's leaky_relu crashes the predictor, paddle2onnx writes LeakyRelu's alpha wrongly, and
-  `maximum(x, 0.2·x)`, the form exported before, has no oneDNN kernel, so each one cost two layout
-  conversions (8-11 % of GPEN-256's and GPEN-1024's predictor time). tests/test_layers.py checks that
-  both forms agree.
+  static graph (export) `y + (1 − a)/(1 + a)·|y|` with y = (1 + a)/2·g·x, the factor on x folded into
+  whatever computes x where that costs nothing (a convolution's filter and bias, a demodulation, a noise
+  weight: `exported_prescale`; GPEN-512's predictor ~5 % faster than with it as a pass of its own).
+  The inference predictor (oneDNN on) and paddle2onnx handle that form: oneDNN's leaky_relu crashes the
+  predictor, paddle2onnx writes LeakyRelu's alpha wrongly, and `maximum(x, 0.2·x)`, the form exported
+  before, has no oneDNN kernel, so each one cost two layout conversions (8-11 % of GPEN-256's and
+  GPEN-1024's predictor time). tests/test_layers.py and tests/test_deploy.py check that the forms agree.
 * Leaky ReLU has PyTorch's slope 0.2 at exactly 0 in training (Paddle's F.leaky_relu uses 1 there and
   `maximum(x, 0.2·x)` splits the tie, 0.6). That matters: the zero-initialised noise channels sit
   exactly at 0, so the convention decides the first optimizer step (GPEN_SPEC §9).
@@ -58,19 +60,38 @@ def leaky_relu(x, negative_slope=0.2):
     return paddle.where(x > 0, x, x * negative_slope)
 
 
+def exported_prescale(negative_slope=0.2, gain=1.0):
+    """p = (1 + a)/2·g: the factor an exported graph puts on a leaky ReLU's input where it costs nothing
+    (a convolution's filter and bias, a demodulation, a noise weight), so that `prescaled_leaky_relu`
+    needs one pass over the map fewer."""
+    return (1 + negative_slope) / 2 * gain
+
+
+def prescaled_leaky_relu(y, negative_slope=0.2):
+    """g·leaky_relu(x) from y = p·x (p = exported_prescale(a, g)), as exported graphs compute it:
+    y + (1 − a)/(1 + a)·|y|, three oneDNN passes (abs, scale, add). Forward values only."""
+    return y + paddle.abs(y) * ((1 - negative_slope) / (1 + negative_slope))
+
+
 def exported_leaky_relu(x, negative_slope=0.2, gain=1.0):
-    """gain · leaky_relu(x) as exported graphs compute it, (1 + a)/2·g·x + (1 − a)/2·g·|x|: oneDNN kernels
-    only (see the module doc); the gain is folded into the two scales. Forward values only."""
-    return x * ((1 + negative_slope) / 2 * gain) + paddle.abs(x) * ((1 - negative_slope) / 2 * gain)
+    """gain · leaky_relu(x) as exported graphs compute it where nothing upstream can take the prescale
+    (see the module doc): oneDNN kernels only, forward values only."""
+    return prescaled_leaky_relu(x * exported_prescale(negative_slope, gain), negative_slope)
 
 
 @paddle.jit.not_to_static  # plain Python branching only; dy2static would lose the module globals
-def bias_leaky_relu(x, bias=None, gain=SQRT2, negative_slope=0.2):
-    """gain · leaky_relu(x + bias), bias along axis 1 of an (N, C, ...) tensor (StyleGAN2's fused op)."""
+def bias_leaky_relu(x, bias=None, gain=SQRT2, negative_slope=0.2, prescaled=False):
+    """gain · leaky_relu(x + bias), bias along axis 1 of an (N, C, ...) tensor (StyleGAN2's fused op).
+
+    prescaled (exported graphs only): x is already p·x (p = exported_prescale(negative_slope, gain)),
+    multiplied upstream for free; the bias is scaled here."""
     if not paddle.in_dynamic_mode():  # static graph for export: no gradients, oneDNN kernels only
+        prescale = exported_prescale(negative_slope, gain)
         if bias is not None:
-            x = x + bias.reshape([1, -1] + [1] * (len(x.shape) - 2))
-        return exported_leaky_relu(x, negative_slope, gain)
+            x = x + (bias * prescale if prescaled else bias).reshape([1, -1] + [1] * (len(x.shape) - 2))
+        return prescaled_leaky_relu(x, negative_slope) if prescaled else exported_leaky_relu(x, negative_slope, gain)
+    if prescaled:
+        raise ValueError("prescaled inputs exist in exported graphs only")
     # Paddle's CPU kernels: a bias broadcast over (N, H, W) and `where` run 3-7x slower (forward and
     # backward) than an add broadcast along the rows of an (N·C, H·W) view and F.leaky_relu; and a
     # broadcast binary op is fast only with the smaller operand second (col − rows: ~8x slower than
@@ -338,12 +359,14 @@ class EqualLinear(nn.Layer):
 class FusedLeakyReLU(nn.Layer):
     """√2 · leaky_relu(x + bias, 0.2) with a learnable per-channel bias."""
 
+    negative_slope = 0.2
+
     def __init__(self, channel):
         super().__init__()
         self.bias = self.create_parameter([channel], is_bias=True, default_initializer=nn.initializer.Constant(0.0))
 
-    def forward(self, x):
-        return bias_leaky_relu(x, self.bias)
+    def forward(self, x, prescaled=False):
+        return bias_leaky_relu(x, self.bias, prescaled=prescaled)
 
 
 class ScaledLeakyReLU(nn.Layer):
@@ -444,14 +467,17 @@ class ModulatedConv2d(nn.Layer):
             return conv2d(self.blur(x), w, stride=2)
         return conv2d(x, w, padding=self.padding)
 
-    def forward(self, x, style):
+    def forward(self, x, style, out_gain=1.0):
+        """out_gain: a positive factor on the output, taken by the demodulation (exported graphs use it)."""
         s = self.modulation(style) * self.scale  # (N, in)
         w = self.weight.reshape([self.out_channel, self.in_channel, self.kernel_size, self.kernel_size])
         out = self._convolve(scale_channels(x, s), w)
         if self.demodulate:
             w2 = (w * w).sum(axis=[2, 3])  # (out, in)
             d = paddle.rsqrt(paddle.matmul(s * s, w2, transpose_y=True) + self.eps)  # (N, out)
-            out = scale_channels(out, d)
+            out = scale_channels(out, d if out_gain == 1.0 else d * out_gain)
+        elif out_gain != 1.0:
+            out = out * out_gain
         return out
 
 
@@ -477,11 +503,13 @@ class NoiseInjection(nn.Layer):
         self.isconcat = isconcat
         self.weight = self.create_parameter([1], default_initializer=nn.initializer.Constant(0.0))
 
-    def forward(self, image, noise):
+    def forward(self, image, noise, gain=1.0):
+        """gain: a factor on the noise term (exported graphs use it, see StyledConv)."""
+        weight = self.weight if gain == 1.0 else self.weight * gain
         # noise · weight, not weight · noise: Paddle's CPU broadcast is fast only with the smaller operand second.
         if self.isconcat:
-            return paddle.concat([image, noise * self.weight], axis=1)
-        return image + noise * self.weight
+            return paddle.concat([image, noise * weight], axis=1)
+        return image + noise * weight
 
 
 class ConstantInput(nn.Layer):
@@ -507,7 +535,18 @@ class StyledConv(nn.Layer):
         self.activate = FusedLeakyReLU(out_channel * (2 if isconcat else 1))
 
     def forward(self, x, style, noise):
-        return self.activate(self.noise(self.conv(x, style), noise))
+        return _styled_conv(self, x, style, noise)
+
+
+@paddle.jit.not_to_static  # plain Python branching on the mode, read when the graph is traced
+def _styled_conv(layer, x, style, noise):
+    """StyledConv's forward. An exported graph puts the activation's prescale on the demodulation and
+    the noise weight (small tensors), which saves one pass over the map (see `exported_prescale`)."""
+    if paddle.in_dynamic_mode():
+        return layer.activate(layer.noise(layer.conv(x, style), noise))
+    prescale = exported_prescale(layer.activate.negative_slope, SQRT2)
+    out = layer.noise(layer.conv(x, style, out_gain=prescale), noise, gain=prescale)
+    return layer.activate(out, prescaled=True)
 
 
 class ToRGB(nn.Layer):
@@ -545,6 +584,27 @@ class ConvLayer(nn.Sequential):
         if activate:
             layers.append(FusedLeakyReLU(out_channel) if bias else ScaledLeakyReLU(0.2))
         super().__init__(*layers)
+
+    def forward(self, x):
+        return _conv_layer(list(self.children()), x)
+
+
+@paddle.jit.not_to_static  # plain Python branching on the mode, read when the graph is traced
+def _conv_layer(layers, x):
+    """ConvLayer's forward: its layers in turn. An exported graph folds the activation's prescale and
+    bias into the convolution (see `exported_prescale`): two passes over the map fewer."""
+    activation = layers[-1]
+    if paddle.in_dynamic_mode() or not isinstance(activation, (FusedLeakyReLU, ScaledLeakyReLU)):
+        for layer in layers:
+            x = layer(x)
+        return x
+    for layer in layers[:-2]:
+        x = layer(x)
+    conv, slope = layers[-2], activation.negative_slope
+    prescale = exported_prescale(slope, SQRT2)
+    bias = activation.bias * prescale if isinstance(activation, FusedLeakyReLU) else None
+    out = conv2d(x, conv.weight * (conv.scale * prescale), bias=bias, stride=conv.stride, padding=conv.padding)
+    return prescaled_leaky_relu(out, slope)
 
 
 class ResBlock(nn.Layer):
